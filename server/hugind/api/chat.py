@@ -1,0 +1,194 @@
+"""POST /v1/chat/completions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.response import Stream
+
+from hugind.api.auth import tenant
+from hugind.api.generation import (
+    Choice,
+    collect,
+    finish_reason,
+    merged,
+    new_id,
+    now,
+    sampling,
+    session_name,
+    stops,
+    usage_dict,
+)
+from hugind.api.protocol import ChatCompletionRequest, Message, decode_body
+from hugind.api.runtime import Runtime, json_response
+from hugind.api.streaming import sse_response
+from hugind.api.tools import ToolPlan, plan_tools
+from hugind.engine.types import GenerationRequest, TokenLogprob
+from hugind.errors import InvalidRequestError
+
+
+def _content(msg: Message, i: int, model: str) -> str | None:
+    if msg.content is None or isinstance(msg.content, str):
+        return msg.content
+    parts = []
+    for j, part in enumerate(msg.content):
+        if part.type == "text":
+            if part.text is None:
+                raise InvalidRequestError("a text part needs 'text'",
+                                          param=f"messages[{i}].content[{j}].text")
+            parts.append(part.text)
+        elif part.type in ("image_url", "input_image", "input_audio"):
+            raise InvalidRequestError(
+                f"model '{model}' does not support {part.type.replace('_url', '')} input; "
+                f"send text only", param=f"messages[{i}].content[{j}]",
+                code="unsupported_content")
+        else:
+            raise InvalidRequestError(f"unknown content part type '{part.type}'",
+                                      param=f"messages[{i}].content[{j}].type")
+    return "".join(parts)
+
+
+def to_template_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i, msg in enumerate(req.messages):
+        item: dict[str, Any] = {"role": msg.role, "content": _content(msg, i, req.model) or ""}
+        if msg.name is not None:
+            item["name"] = msg.name
+        if msg.tool_calls:
+            item["tool_calls"] = msg.tool_calls
+        if msg.tool_call_id is not None:
+            item["tool_call_id"] = msg.tool_call_id
+        if msg.role == "function":
+            item["role"] = "tool"
+        if msg.function_call:
+            item["tool_calls"] = [{"type": "function", "function": msg.function_call}]
+        out.append(item)
+    return out
+
+
+def logprobs_dict(lps: list[TokenLogprob]) -> dict[str, Any]:
+    return {"content": [
+        {"token": lp.token, "logprob": lp.logprob, "bytes": lp.bytes,
+         "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes}
+                          for t in lp.top]}
+        for lp in lps
+    ], "refusal": None}
+
+
+@post(["/v1/chat/completions", "/chat/completions"], status_code=200)
+async def chat_completions(request: Request) -> Response[bytes] | Stream:
+    """Chat completions, streaming or not."""
+    rt = Runtime.of(request)
+    req = decode_body(await request.body(), ChatCompletionRequest)
+    if not rt.is_local(req.model):
+        return await rt.forward(request, req.model)
+    if req.top_logprobs is not None and not req.logprobs:
+        raise InvalidRequestError("'top_logprobs' requires 'logprobs': true", param="logprobs")
+    messages = to_template_messages(req)
+    plan = plan_tools(req)
+    _, prompt = await rt.engine.chat_prompt(req.model, messages, tools=plan.template_tools)
+    max_tokens = rt.engine.check_length(req.model, len(prompt),
+                                        req.max_completion_tokens or req.max_tokens, "messages")
+    session = session_name(req, request.headers.get("x-session-id"))
+    gen = [GenerationRequest(
+        model=req.model, prompt_tokens=prompt, max_tokens=max_tokens,
+        sampling=sampling(req, seed_offset=i, json_schema=plan.json_schema
+                          if plan.json_schema is not None else _format_schema(req)),
+        stop=stops(req), tenant=tenant(request), session=session if i == 0 else None,
+        top_logprobs=(req.top_logprobs or 0) if req.logprobs else None,
+        ignore_eos=req.ignore_eos,
+    ) for i in range(req.n)]
+    streams = [await rt.engine.submit(g) for g in gen]
+    ident, created = new_id("chatcmpl"), now()
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return sse_response(_chunks(streams, ident, created, req.model, len(prompt),
+                                    include_usage, plan))
+    choices = await collect(rt.engine, streams)
+    return json_response({
+        "id": ident, "object": "chat.completion", "created": created, "model": req.model,
+        "system_fingerprint": rt.fingerprint,
+        "choices": [_choice(c, req.logprobs, plan) for c in choices],
+        "usage": usage_dict(choices, len(prompt)),
+    })
+
+
+def _format_schema(req: ChatCompletionRequest) -> Any:
+    fmt = req.response_format
+    if not fmt:
+        return None
+    kind = fmt.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return True
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+            raise InvalidRequestError("response_format.json_schema must be an object with a "
+                                      "'schema' object", param="response_format.json_schema")
+        return spec.get("schema") or True
+    raise InvalidRequestError(f"unknown response_format type '{kind}'",
+                              param="response_format.type")
+
+
+def _choice(c: Choice, logprobs: bool, plan: ToolPlan) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": c.content, "refusal": None}
+    reason = finish_reason(c.finish_reason)
+    calls = plan.parse(c.content)
+    if calls:
+        message["content"] = None
+        message["tool_calls"] = calls
+        reason = "tool_calls"
+        if plan.legacy:
+            message["function_call"] = calls[0]["function"]
+            del message["tool_calls"]
+            reason = "function_call"
+    return {"index": c.index, "message": message,
+            "logprobs": logprobs_dict(c.logprobs) if logprobs else None,
+            "finish_reason": reason}
+
+
+async def _chunks(streams: list[AsyncIterator[Any]], ident: str, created: int, model: str,
+                  n_prompt: int, include_usage: bool, plan: ToolPlan,
+                  ) -> AsyncIterator[dict[str, Any]]:
+    def chunk(index: int, delta: dict[str, Any], reason: str | None = None,
+              logprobs: Any = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
+                         "finish_reason": reason}],
+        }
+        if include_usage:
+            out["usage"] = None
+        return out
+
+    choices = [Choice(i) for i in range(len(streams))]
+    for c in choices:
+        yield chunk(c.index, {"role": "assistant", "content": "", "refusal": None})
+    async for i, ev in merged(streams):
+        c = choices[i]
+        c.add(ev)
+        lps = logprobs_dict(ev.logprobs) if ev.logprobs else None
+        if plan.buffers:
+            if ev.finish_reason is None:
+                continue
+            calls = plan.parse(c.content)
+            if calls:
+                for k, call in enumerate(calls):
+                    yield chunk(i, {"tool_calls": [{"index": k, **call}]})
+                yield chunk(i, {}, "tool_calls")
+                continue
+            if c.content:
+                yield chunk(i, {"content": c.content})
+        elif ev.text or lps:
+            yield chunk(i, {"content": ev.text}, logprobs=lps)
+        if ev.finish_reason is not None:
+            yield chunk(i, {}, finish_reason(ev.finish_reason))
+    if include_usage:
+        yield {"id": ident, "object": "chat.completion.chunk", "created": created,
+               "model": model, "system_fingerprint": None, "choices": [],
+               "usage": usage_dict(choices, n_prompt)}

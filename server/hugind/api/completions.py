@@ -1,0 +1,150 @@
+"""POST /v1/completions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.response import Stream
+
+from hugind.api.auth import tenant
+from hugind.api.generation import (
+    Choice,
+    collect,
+    finish_reason,
+    merged,
+    new_id,
+    now,
+    sampling,
+    session_name,
+    stops,
+    usage_dict,
+)
+from hugind.api.protocol import CompletionRequest, decode_body
+from hugind.api.runtime import Runtime, json_response
+from hugind.api.streaming import sse_response
+from hugind.engine.interface import Engine
+from hugind.engine.types import GenerationRequest, TokenLogprob
+from hugind.errors import InvalidRequestError
+
+
+def _is_token_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(t, int) and not isinstance(t, bool)
+                                           for t in value)
+
+
+async def prompts(engine: Engine, model: str, prompt: Any) -> list[tuple[str | None, list[int]]]:
+    """(text, tokens) for each prompt: a string, strings, token ids or lists of token ids."""
+    if isinstance(prompt, str):
+        return [(prompt, await engine.tokenize(model, prompt))]
+    if _is_token_list(prompt) and prompt:
+        return [(None, list(prompt))]
+    if isinstance(prompt, list) and prompt:
+        out: list[tuple[str | None, list[int]]] = []
+        for i, item in enumerate(prompt):
+            if isinstance(item, str):
+                out.append((item, await engine.tokenize(model, item)))
+            elif _is_token_list(item) and item:
+                out.append((None, list(item)))
+            else:
+                raise InvalidRequestError("each prompt must be a string or a list of token ids",
+                                          param=f"prompt[{i}]")
+        return out
+    raise InvalidRequestError("'prompt' must be a string, a list of strings, a list of token "
+                              "ids or a list of token-id lists", param="prompt")
+
+
+def legacy_logprobs(lps: list[TokenLogprob], offset: int) -> dict[str, Any]:
+    tokens, token_lps, tops, offsets = [], [], [], []
+    for lp in lps:
+        tokens.append(lp.token)
+        token_lps.append(lp.logprob)
+        tops.append({t.token: t.logprob for t in lp.top})
+        offsets.append(offset)
+        offset += len(lp.token)
+    return {"tokens": tokens, "token_logprobs": token_lps, "top_logprobs": tops,
+            "text_offset": offsets}
+
+
+@post(["/v1/completions", "/completions"], status_code=200)
+async def completions(request: Request) -> Response[bytes] | Stream:
+    """Text completions, streaming or not."""
+    rt = Runtime.of(request)
+    req = decode_body(await request.body(), CompletionRequest)
+    if not rt.is_local(req.model):
+        return await rt.forward(request, req.model)
+    if req.suffix:
+        raise InvalidRequestError(f"model '{req.model}' has no fill-in-the-middle tokens, so "
+                                  "'suffix' is not supported", param="suffix")
+    items = await prompts(rt.engine, req.model, req.prompt)
+    session = session_name(req, request.headers.get("x-session-id"))
+    gens: list[GenerationRequest] = []
+    texts: list[str] = []
+    n_prompt = 0
+    for p, (text, tokens) in enumerate(items):
+        param = "prompt" if len(items) == 1 else f"prompt[{p}]"
+        max_tokens = rt.engine.check_length(req.model, len(tokens), req.max_tokens, param)
+        n_prompt += len(tokens)
+        if text is None:
+            text = await rt.engine.detokenize(req.model, tokens)
+        for i in range(req.n):
+            texts.append(text)
+            gens.append(GenerationRequest(
+                model=req.model, prompt_tokens=tokens, max_tokens=max_tokens,
+                sampling=sampling(req, seed_offset=i), stop=stops(req), tenant=tenant(request),
+                session=session if (p, i) == (0, 0) else None,
+                top_logprobs=req.logprobs, ignore_eos=req.ignore_eos))
+    streams = [await rt.engine.submit(g) for g in gens]
+    ident, created = new_id("cmpl"), now()
+    echo = texts if req.echo else None
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return sse_response(_chunks(streams, ident, created, req.model, n_prompt, include_usage,
+                                    echo, req.logprobs is not None))
+    choices = await collect(rt.engine, streams)
+    return json_response({
+        "id": ident, "object": "text_completion", "created": created, "model": req.model,
+        "system_fingerprint": rt.fingerprint,
+        "choices": [_choice(c, echo, req.logprobs is not None) for c in choices],
+        "usage": usage_dict(choices, n_prompt),
+    })
+
+
+def _choice(c: Choice, echo: list[str] | None, logprobs: bool) -> dict[str, Any]:
+    prefix = echo[c.index] if echo else ""
+    return {"text": prefix + c.content, "index": c.index,
+            "logprobs": legacy_logprobs(c.logprobs, len(prefix)) if logprobs else None,
+            "finish_reason": finish_reason(c.finish_reason)}
+
+
+async def _chunks(streams: list[AsyncIterator[Any]], ident: str, created: int, model: str,
+                  n_prompt: int, include_usage: bool, echo: list[str] | None, logprobs: bool,
+                  ) -> AsyncIterator[dict[str, Any]]:
+    def chunk(index: int, text: str, reason: str | None = None, lps: Any = None,
+              ) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": ident, "object": "text_completion", "created": created, "model": model,
+            "system_fingerprint": None,
+            "choices": [{"text": text, "index": index, "logprobs": lps, "finish_reason": reason}],
+        }
+        if include_usage:
+            out["usage"] = None
+        return out
+
+    choices = [Choice(i) for i in range(len(streams))]
+    offsets = [len(echo[i]) if echo else 0 for i in range(len(streams))]
+    if echo:
+        for i, text in enumerate(echo):
+            yield chunk(i, text)
+    async for i, ev in merged(streams):
+        choices[i].add(ev)
+        lps = legacy_logprobs(ev.logprobs, offsets[i]) if logprobs else None
+        offsets[i] += len(ev.text)
+        if ev.text or (logprobs and ev.logprobs):
+            yield chunk(i, ev.text, lps=lps)
+        if ev.finish_reason is not None:
+            yield chunk(i, "", finish_reason(ev.finish_reason))
+    if include_usage:
+        yield {"id": ident, "object": "text_completion", "created": created, "model": model,
+               "system_fingerprint": None, "choices": [], "usage": usage_dict(choices, n_prompt)}

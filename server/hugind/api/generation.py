@@ -1,0 +1,159 @@
+"""Shared by chat and completions: wire sampling fields -> engine requests, n-way fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from hugind.api.protocol import SamplingFields
+from hugind.engine.interface import Engine
+from hugind.engine.types import FinishReason, SamplingParams, TokenEvent, TokenLogprob, Usage
+from hugind.errors import InvalidRequestError
+
+MAX_STOPS = 4
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def stops(req: SamplingFields) -> list[str]:
+    if req.stop is None:
+        return []
+    items = [req.stop] if isinstance(req.stop, str) else list(req.stop)
+    if len(items) > MAX_STOPS:
+        raise InvalidRequestError(f"'stop' takes at most {MAX_STOPS} sequences, got {len(items)}",
+                                  param="stop")
+    return [s for s in items if s]
+
+
+def logit_bias(req: SamplingFields) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for key, value in (req.logit_bias or {}).items():
+        try:
+            out[int(key)] = value
+        except ValueError:
+            raise InvalidRequestError(f"logit_bias keys must be token ids, got '{key}'",
+                                      param="logit_bias") from None
+    return out
+
+
+def sampling(req: SamplingFields, *, seed_offset: int = 0, grammar: str | None = None,
+             json_schema: Any = None) -> SamplingParams:
+    seed = None if req.seed is None else req.seed + seed_offset
+    return SamplingParams(
+        temperature=1.0 if req.temperature is None else req.temperature,
+        top_p=1.0 if req.top_p is None else req.top_p,
+        top_k=req.top_k or 0,
+        min_p=req.min_p or 0.0,
+        repeat_penalty=req.repeat_penalty or 1.0,
+        frequency_penalty=req.frequency_penalty or 0.0,
+        presence_penalty=req.presence_penalty or 0.0,
+        logit_bias=logit_bias(req),
+        seed=seed,
+        grammar=grammar if grammar is not None else req.grammar,
+        json_schema=json_schema,
+    )
+
+
+def session_name(req: SamplingFields, header: str | None) -> str | None:
+    return req.prompt_cache_key or req.user or header or None
+
+
+@dataclass
+class Choice:
+    """What one choice has produced so far."""
+
+    index: int
+    text: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+    def add(self, ev: TokenEvent) -> None:
+        self.text.append(ev.text)
+        self.logprobs.extend(ev.logprobs)
+        self.token_ids.extend(ev.token_ids)
+        if ev.finish_reason is not None:
+            self.finish_reason = ev.finish_reason
+            self.usage = ev.usage
+
+    @property
+    def content(self) -> str:
+        return "".join(self.text)
+
+
+async def merged(streams: list[AsyncIterator[TokenEvent]]) -> AsyncIterator[tuple[int,
+                                                                                    TokenEvent]]:
+    """Interleave several choices' events as they come; closing this closes them all."""
+    if len(streams) == 1:
+        async for ev in streams[0]:
+            yield 0, ev
+        return
+    queue: asyncio.Queue[tuple[int, TokenEvent | BaseException | None]] = asyncio.Queue()
+
+    async def pump(i: int, it: AsyncIterator[TokenEvent]) -> None:
+        try:
+            async for ev in it:
+                await queue.put((i, ev))
+            await queue.put((i, None))
+        except Exception as exc:  # noqa: BLE001 - re-raised by the consumer
+            await queue.put((i, exc))
+
+    tasks = [asyncio.create_task(pump(i, it)) for i, it in enumerate(streams)]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            i, item = await queue.get()
+            if item is None:
+                remaining -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield i, item
+    finally:
+        for t in tasks:
+            t.cancel()
+        for it in streams:
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except RuntimeError:  # still running in a cancelled task
+                    pass
+
+
+async def collect(engine: Engine, streams: list[AsyncIterator[TokenEvent]]) -> list[Choice]:
+    choices = [Choice(i) for i in range(len(streams))]
+    async for i, ev in merged(streams):
+        choices[i].add(ev)
+    return choices
+
+
+def usage_dict(choices: list[Choice], n_prompt: int) -> dict[str, Any]:
+    completion = sum(c.usage.completion_tokens for c in choices if c.usage)
+    cached = choices[0].usage.cached_tokens if choices and choices[0].usage else 0
+    return {
+        "prompt_tokens": n_prompt,
+        "completion_tokens": completion,
+        "total_tokens": n_prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                      "accepted_prediction_tokens": 0,
+                                      "rejected_prediction_tokens": 0},
+    }
+
+
+def finish_reason(reason: FinishReason | None) -> str:
+    if reason is None or reason in (FinishReason.CANCELLED, FinishReason.ERROR):
+        return "stop"
+    return reason.value

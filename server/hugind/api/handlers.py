@@ -1,0 +1,65 @@
+"""The one exception handler: every failure becomes the OpenAI error shape."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException
+
+from hugind.errors import (
+    InternalError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    OpenAIError,
+    RequestTooLargeError,
+)
+
+log = logging.getLogger(__name__)
+
+_BY_STATUS: dict[int, type[OpenAIError]] = {
+    HTTPStatus.BAD_REQUEST: InvalidRequestError,
+    HTTPStatus.NOT_FOUND: NotFoundError,
+    HTTPStatus.METHOD_NOT_ALLOWED: MethodNotAllowedError,
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: RequestTooLargeError,
+}
+
+
+def as_openai_error(request: Request, exc: Exception) -> OpenAIError:
+    if isinstance(exc, OpenAIError):
+        return exc
+    if isinstance(exc, HTTPException):
+        cls = _BY_STATUS.get(exc.status_code)
+        if exc.status_code == HTTPStatus.NOT_FOUND:
+            return NotFoundError(f"Unknown path: {request.method} {request.url.path}",
+                                 code="unknown_url")
+        if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+            return MethodNotAllowedError(
+                f"Method {request.method} is not allowed on {request.url.path}")
+        if exc.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+            return RequestTooLargeError("the request body is larger than the server accepts "
+                                        "(server.max_body_bytes)")
+        if cls is not None:
+            return cls(str(exc.detail))
+        if exc.status_code < 500:
+            err = InvalidRequestError(str(exc.detail))
+            return err
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return InternalError("The server had an error while processing your request.")
+
+
+def error_response(err: OpenAIError) -> Response[bytes]:
+    import msgspec
+
+    return Response(
+        content=msgspec.json.encode(err.to_dict()),
+        status_code=int(err.status),
+        media_type=MediaType.JSON,
+        headers=err.headers,
+    )
+
+
+def to_openai_error(request: Request, exc: Exception) -> Response[bytes]:
+    return error_response(as_openai_error(request, exc))

@@ -1,0 +1,42 @@
+"""What every handler needs from the app: the engine, the provider forwarder, helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from litestar import MediaType, Request, Response
+
+from hugind.engine.interface import Engine
+from hugind.errors import ModelNotFoundError
+
+Forwarder = Callable[[Request, str], Awaitable[Any]]
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass
+class Runtime:
+    engine: Engine
+    forwarder: Forwarder | None = None
+    remote_models: Callable[[], list[tuple[str, str]]] | None = None
+    fingerprint: str = "hugind"
+
+    @staticmethod
+    def of(request: Request) -> Runtime:
+        return request.app.state.runtime  # type: ignore[no-any-return]
+
+    def is_local(self, model: str) -> bool:
+        return self.engine.resolve_model(model) is not None
+
+    async def forward(self, request: Request, model: str) -> Any:
+        if self.forwarder is None:
+            raise ModelNotFoundError(model)
+        return await self.forwarder(request, model)
+
+
+def json_response(payload: Any, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(content=_encode(payload), status_code=status, media_type=MediaType.JSON,
+                    headers=headers)

@@ -1,0 +1,133 @@
+"""Tool calling: which tools the prompt offers, whether output is grammar-forced, and parsing
+the model's tool-call syntax back into OpenAI ``tool_calls``."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from hugind.api.protocol import ChatCompletionRequest
+from hugind.errors import InvalidRequestError
+
+_TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
+
+
+@dataclass
+class ToolPlan:
+    template_tools: list[dict[str, Any]] | None = None
+    json_schema: Any = None
+    parse_calls: bool = False
+    legacy: bool = False
+    names: set[str] = field(default_factory=set)
+
+    @property
+    def buffers(self) -> bool:
+        return self.parse_calls
+
+    def parse(self, text: str) -> list[dict[str, Any]]:
+        if not self.parse_calls:
+            return []
+        return parse_tool_calls(text, self.names)
+
+
+def _tools(req: ChatCompletionRequest) -> tuple[list[dict[str, Any]], bool]:
+    if req.tools:
+        for i, tool in enumerate(req.tools):
+            fn = tool.get("function")
+            if tool.get("type", "function") != "function" or not isinstance(fn, dict) \
+                    or not isinstance(fn.get("name"), str):
+                raise InvalidRequestError("each tool needs type 'function' and function.name",
+                                          param=f"tools[{i}]")
+        return req.tools, False
+    if req.functions:
+        for i, fn in enumerate(req.functions):
+            if not isinstance(fn.get("name"), str):
+                raise InvalidRequestError("each function needs a name", param=f"functions[{i}]")
+        return [{"type": "function", "function": f} for f in req.functions], True
+    return [], False
+
+
+def _choice(req: ChatCompletionRequest, legacy: bool) -> str | dict[str, Any]:
+    choice = req.function_call if legacy else req.tool_choice
+    if choice is None:
+        return "auto"
+    if isinstance(choice, str):
+        if choice not in ("none", "auto", "required"):
+            raise InvalidRequestError(f"unknown tool_choice '{choice}'", param="tool_choice")
+        return choice
+    return choice
+
+
+def _call_schema(tool: dict[str, Any]) -> dict[str, Any]:
+    fn = tool["function"]
+    params = fn.get("parameters") or {"type": "object", "properties": {}}
+    return {"type": "object", "properties": {"name": {"const": fn["name"]}, "arguments": params},
+            "required": ["name", "arguments"]}
+
+
+def plan_tools(req: ChatCompletionRequest) -> ToolPlan:
+    tools, legacy = _tools(req)
+    if not tools:
+        if req.tool_choice not in (None, "none", "auto"):
+            raise InvalidRequestError("tool_choice needs 'tools'", param="tool_choice")
+        return ToolPlan()
+    choice = _choice(req, legacy)
+    names = {t["function"]["name"] for t in tools}
+    if choice == "none":
+        return ToolPlan(template_tools=None)
+    if choice == "auto":
+        return ToolPlan(template_tools=tools, parse_calls=True, legacy=legacy, names=names)
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name") if not legacy else choice.get("name")
+        chosen = [t for t in tools if t["function"]["name"] == name]
+        if not chosen:
+            raise InvalidRequestError(f"tool_choice names '{name}', which is not in tools",
+                                      param="tool_choice")
+        schema = _call_schema(chosen[0])
+    else:  # required
+        schemas = [_call_schema(t) for t in tools]
+        schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+    return ToolPlan(template_tools=tools, json_schema=schema, parse_calls=True, legacy=legacy,
+                    names=names)
+
+
+def _as_call(obj: Any, names: set[str]) -> dict[str, Any] | None:
+    if not isinstance(obj, dict):
+        return None
+    if isinstance(obj.get("function"), dict):
+        obj = obj["function"]
+    name = obj.get("name")
+    args = obj.get("arguments", obj.get("parameters", {}))
+    if not isinstance(name, str) or name not in names:
+        return None
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except ValueError:
+            return None
+    return {"id": f"call_{secrets.token_hex(12)}", "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}}
+
+
+def parse_tool_calls(text: str, names: set[str]) -> list[dict[str, Any]]:
+    """Tool calls in ``text``: ``<tool_call>{json}</tool_call>`` blocks or one bare JSON call."""
+    candidates: list[Any] = []
+    blocks = _TAGGED.findall(text)
+    for block in blocks or [text.strip()]:
+        block = block.strip().removeprefix("```json").removeprefix("```").removesuffix("```")
+        try:
+            candidates.append(json.loads(block))
+        except ValueError:
+            continue
+    calls = []
+    for cand in candidates:
+        items = cand.get("tool_calls") if isinstance(cand, dict) and "tool_calls" in cand \
+            else cand if isinstance(cand, list) else [cand]
+        for item in items or []:
+            call = _as_call(item, names)
+            if call is not None:
+                calls.append(call)
+    return calls

@@ -1,0 +1,108 @@
+"""``hugind serve | check | models | bench``. A config error prints one line and exits 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from hugind import __version__
+from hugind.config import DEFAULT_CONFIG, Config, ConfigError, load_config
+from hugind.modelstore import describe_source, expected_path
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hugind", description="Serve GGUF models over the "
+                                "OpenAI API, with per-user KV sessions and remote providers.")
+    p.add_argument("--version", action="version", version=f"hugind {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="load the configured models and serve the API")
+    serve.add_argument("config", nargs="?", default=DEFAULT_CONFIG,
+                       help=f"YAML config (default: {DEFAULT_CONFIG})")
+    serve.add_argument("--host", help="override server.host")
+    serve.add_argument("--port", type=int, help="override server.port")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    check = sub.add_parser("check", help="validate a config and print the resolved models")
+    check.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    models = sub.add_parser("models", help="list the configured models and their files")
+    models.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    bench = sub.add_parser("bench", help="benchmark OpenAI-compatible servers (see bench/)",
+                           add_help=False)
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "bench":
+        return _bench(args.args)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"hugind: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check":
+        return _check(config, args.config)
+    if args.command == "models":
+        return _models(config, args.config)
+    return _serve(config, args)
+
+
+def _models_dir(config: Config, path: str) -> Path:
+    return (Path.cwd() / config.models_dir).resolve()
+
+
+def _check(config: Config, path: str) -> int:
+    print(f"{path}: OK")
+    print(f"server: {config.server.host}:{config.server.port}, "
+          f"auth {'on' if config.server.api_keys else 'off'}"
+          f" ({len(config.server.api_keys)} keys)")
+    for m in config.models:
+        kind = "embeddings" if m.embedding else "generate"
+        aliases = f" (aliases: {', '.join(m.aliases)})" if m.aliases else ""
+        print(f"model {m.id}{aliases}: {kind}, {describe_source(m)}, device {m.device}, "
+              f"n_ctx {m.n_ctx}, parallel {m.parallel}")
+    for p in config.providers:
+        print(f"provider {p.name}: {p.base_url}, {len(p.api_keys) + len(p.api_key_files)} key "
+              f"source(s), models {p.models or ['*']}")
+    return 0
+
+
+def _models(config: Config, path: str) -> int:
+    models_dir = _models_dir(config, path)
+    for m in config.models:
+        where = expected_path(m, models_dir)
+        if where is None:
+            where_s = f"assembled from package {m.package} into {models_dir}"
+        else:
+            where_s = f"{where} ({'present' if where.exists() else 'missing'})"
+        print(f"{m.id}\t{'embed' if m.embedding else 'generate'}\t{where_s}")
+    return 0
+
+
+def _serve(config: Config, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hugind.app import create_app
+
+    level = (args.log_level or config.server.log_level).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    app = create_app(config)
+    uvicorn.run(app, host=host, port=port, log_level=level.lower(), access_log=False,
+                timeout_graceful_shutdown=10)
+    return 0
+
+
+def _bench(argv: list[str]) -> int:
+    try:
+        from bench.cli import main as bench_main
+    except ImportError:
+        print("hugind: the bench harness lives in bench/ of the source tree; run it from the "
+              "repository root", file=sys.stderr)
+        return EXIT_CONFIG
+    return int(bench_main(argv))

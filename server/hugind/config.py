@@ -1,0 +1,284 @@
+"""The one typed config schema, validated at load.
+
+``load_config(path)`` reads YAML, expands ``${ENV}`` references, and converts the result into
+frozen msgspec Structs. Every failure is a :class:`ConfigError` whose message names the YAML key
+path (``models[1].n_ctx: expected int >= 256, got "big"``). Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import yaml
+from msgspec import Meta, Struct
+
+DEFAULT_CONFIG = "config/default.yaml"
+
+Device = Literal["auto", "cpu", "cuda", "metal"]
+CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+Pooling = Literal["none", "mean", "cls", "last", "rank"]
+PositiveInt = Annotated[int, Meta(ge=1)]
+NonNegInt = Annotated[int, Meta(ge=0)]
+PositiveFloat = Annotated[float, Meta(gt=0)]
+
+
+class ConfigError(Exception):
+    """A config problem; ``str()`` is one line naming the key path."""
+
+    def __init__(self, key_path: str, message: str, *, source: str | None = None) -> None:
+        self.key_path = key_path
+        self.message = message
+        self.source = source
+        where = f"{source}: " if source else ""
+        key = f"{key_path}: " if key_path else ""
+        super().__init__(f"{where}{key}{message}")
+
+
+class Base(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    pass
+
+
+class ServerConfig(Base):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8080
+    api_keys: list[str] = []
+    cors_origins: list[str] = []
+    max_body_bytes: Annotated[int, Meta(ge=1024)] = 10 * 1024 * 1024
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def __post_init__(self) -> None:
+        for i, key in enumerate(self.api_keys):
+            if not key.strip():
+                raise ValueError(f"api_keys[{i}] is empty (is its environment variable set?)")
+
+
+class HFSource(Base):
+    repo: str
+    file: str
+    revision: str = "main"
+
+
+class ModelConfig(Base):
+    id: Annotated[str, Meta(min_length=1)]
+    aliases: list[str] = []
+    path: str | None = None
+    hf: HFSource | None = None
+    package: str | None = None
+    device: Device = "auto"
+    n_gpu_layers: int | None = None
+    main_gpu: NonNegInt = 0
+    tensor_split: list[float] | None = None
+    n_ctx: Annotated[int, Meta(ge=256)] = 4096
+    n_batch: Annotated[int, Meta(ge=1)] = 512
+    n_ubatch: Annotated[int, Meta(ge=1)] | None = None
+    threads: PositiveInt | None = None
+    threads_batch: PositiveInt | None = None
+    flash_attn: bool | None = None
+    cache_type_k: CacheType = "f16"
+    cache_type_v: CacheType = "f16"
+    chat_template: str | None = None
+    embedding: bool = False
+    pooling: Pooling | None = None
+    parallel: Annotated[int, Meta(ge=1, le=256)] = 4
+    max_queue: NonNegInt = 64
+    swa_full: bool = True
+    seed: int | None = None
+    max_tokens: PositiveInt | None = None
+
+    def __post_init__(self) -> None:
+        sources = [s for s in ("path", "hf", "package") if getattr(self, s) is not None]
+        if len(sources) != 1:
+            raise ValueError(
+                "needs exactly one source: `path`, `hf` or `package`"
+                + (f" (got {', '.join(sources)})" if sources else "")
+            )
+        if self.device == "cpu" and self.n_gpu_layers:
+            raise ValueError("n_gpu_layers must be 0 or unset when device is cpu")
+
+    @property
+    def names(self) -> list[str]:
+        return [self.id, *self.aliases]
+
+
+class SessionsConfig(Base):
+    enabled: bool = True
+    dir: str = "sessions"
+    ram_budget_mb: NonNegInt = 1024
+    disk_budget_mb: NonNegInt = 8192
+    ttl_s: PositiveInt = 7 * 24 * 3600
+
+
+class TimeoutConfig(Base):
+    connect_s: PositiveFloat = 10.0
+    read_s: PositiveFloat = 600.0
+
+
+class ProviderConfig(Base):
+    name: Annotated[str, Meta(min_length=1)]
+    base_url: Annotated[str, Meta(pattern=r"^https?://")]
+    api_keys: list[str] = []
+    api_key_files: list[str] = []
+    headers: dict[str, str] = {}
+    models: list[str] = []
+    endpoints: list[str] | None = None
+    timeout: TimeoutConfig = TimeoutConfig()
+    max_retries: NonNegInt = 2
+    cooldown_s: Annotated[float, Meta(ge=0)] = 60.0
+
+    def __post_init__(self) -> None:
+        for i, key in enumerate(self.api_keys):
+            if not key.strip():
+                raise ValueError(f"api_keys[{i}] is empty (is its environment variable set?)")
+
+    def all_api_keys(self) -> list[str]:
+        """Keys from ``api_keys`` then from each file in ``api_key_files`` (one per line)."""
+        keys = list(self.api_keys)
+        for name in self.api_key_files:
+            text = Path(name).expanduser().read_text(encoding="utf-8")
+            keys.extend(line.strip() for line in text.splitlines() if line.strip())
+        return keys
+
+
+class Config(Base):
+    server: ServerConfig = ServerConfig()
+    models: list[ModelConfig] = []
+    sessions: SessionsConfig = SessionsConfig()
+    providers: list[ProviderConfig] = []
+    models_dir: str = "models"
+
+    def __post_init__(self) -> None:
+        seen: dict[str, int] = {}
+        for i, model in enumerate(self.models):
+            for name in model.names:
+                if name in seen:
+                    raise ValueError(
+                        f"models[{i}]: name '{name}' is already used by models[{seen[name]}]"
+                    )
+                seen[name] = i
+        names = [p.name for p in self.providers]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"providers[{i}].name: '{name}' is used twice")
+
+    def find_model(self, name: str) -> ModelConfig | None:
+        for model in self.models:
+            if name in model.names:
+                return model
+        return None
+
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(node: Any, path: str) -> Any:
+    if isinstance(node, str):
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            value = os.environ.get(name)
+            if value is None:
+                if default is None:
+                    raise ConfigError(path, f"environment variable {name} is not set")
+                return default
+            return value
+
+        return _ENV_RE.sub(sub, node)
+    if isinstance(node, dict):
+        return {k: _expand_env(v, _join(path, str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{path}[{i}]") for i, v in enumerate(node)]
+    return node
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+_AT_RE = re.compile(r" - at `\$(.*)`$")
+
+
+def _value_at(data: Any, key_path: str) -> Any:
+    node = data
+    for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]", key_path):
+        key, index = part
+        try:
+            node = node[int(index)] if index else node[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _validation_error(exc: msgspec.ValidationError, data: Any) -> ConfigError:
+    text = str(exc)
+    match = _AT_RE.search(text)
+    raw_path = match.group(1) if match else ""
+    message = text[: match.start()] if match else text
+    missing = re.match(r"Object missing required field `([^`]+)`", message)
+    unknown = re.match(r"Object contains unknown field `([^`]+)`", message)
+    key_path = raw_path.lstrip(".")
+    if missing:
+        key_path = _join(key_path, missing.group(1))
+        message = "is required"
+    elif unknown:
+        key_path = _join(key_path, unknown.group(1))
+        message = "unknown key"
+    else:
+        message = message[0].lower() + message[1:] if message else message
+        message = message.replace("`", "")
+        value = _value_at(data, raw_path)
+        if value is not None and not isinstance(value, (dict, list)):
+            message = f"{message}, got {value!r}"
+    return ConfigError(key_path, message)
+
+
+def parse_config(data: Any, *, source: str | None = None) -> Config:
+    """Validate an already-parsed mapping (tests build configs this way)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("", f"the top level must be a mapping, got {type(data).__name__}",
+                          source=source)
+    try:
+        data = _expand_env(data, "")
+        return msgspec.convert(data, Config, strict=True)
+    except ConfigError as exc:
+        exc.source = source
+        raise ConfigError(exc.key_path, exc.message, source=source) from None
+    except msgspec.ValidationError as exc:
+        err = _validation_error(exc, data)
+        raise ConfigError(err.key_path, err.message, source=source) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, expand and validate a YAML config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file: {exc.strerror}", source=str(p)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError("", f"invalid YAML{where}: {problem}", source=str(p)) from None
+    config = parse_config(data, source=str(p))
+    base = p.resolve().parent
+    return _resolve_paths(config, base)
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    """Relative model paths are relative to the config file's directory's parent project."""
+    models = []
+    for model in config.models:
+        if model.path is not None and not Path(model.path).expanduser().is_absolute():
+            candidate = (base / model.path).resolve()
+            if not candidate.exists() and Path(model.path).exists():
+                candidate = Path(model.path).resolve()
+            model = msgspec.structs.replace(model, path=str(candidate))
+        models.append(model)
+    return msgspec.structs.replace(config, models=models)

@@ -1,0 +1,1 @@
+"""Scheduling, sampling and sessions over llama.cpp contexts; knows nothing of HTTP."""

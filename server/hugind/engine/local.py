@@ -1,0 +1,352 @@
+"""``LocalEngine``: the GGUF models named in the config, each behind its own worker thread.
+
+Threading contract: public methods run on the event loop. Blocking work (fetching, loading,
+tokenizing long text, decoding) happens on worker threads or in ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hugind.config import Config, ModelConfig
+from hugind.engine.embedding import EmbeddingWorker
+from hugind.engine.jobs import Job
+from hugind.engine.prompt import ChatTemplate, compile_template, with_tool_instructions
+from hugind.engine.types import GenerationRequest, ModelInfo, TokenEvent
+from hugind.engine.worker import ModelWorker
+from hugind.errors import (
+    ContextLengthError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+)
+from hugind.llama import Embedder, GenerationContext, ModelParams
+from hugind.llama.context import Vocab
+from hugind.llama.grammar import SchemaError, grammar_for
+from hugind.modelstore import resolve
+from hugind.sessions import DiskTier, SnapshotStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class ModelHandle:
+    cfg: ModelConfig
+    kind: str
+    state: str = "loading"
+    error: str | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+    path: Path | None = None
+    worker: ModelWorker | None = None
+    embedder: EmbeddingWorker | None = None
+    vocab: Vocab | None = None
+    n_ctx: int = 0
+    template: ChatTemplate | None = None
+    template_error: str | None = None
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(id=self.cfg.id, aliases=list(self.cfg.aliases), kind=self.kind,
+                         state=self.state, error=self.error, n_ctx=self.n_ctx,
+                         created=self.created)
+
+
+def _params(cfg: ModelConfig, path: Path) -> ModelParams:
+    return ModelParams(
+        path=str(path), device=cfg.device, n_gpu_layers=cfg.n_gpu_layers, main_gpu=cfg.main_gpu,
+        tensor_split=cfg.tensor_split, n_ctx=cfg.n_ctx, n_batch=cfg.n_batch, n_ubatch=cfg.n_ubatch,
+        threads=cfg.threads, threads_batch=cfg.threads_batch, flash_attn=cfg.flash_attn,
+        cache_type_k=cfg.cache_type_k, cache_type_v=cfg.cache_type_v, n_seq=cfg.parallel,
+        swa_full=cfg.swa_full, embedding=cfg.embedding, pooling=cfg.pooling,
+    )
+
+
+def file_fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    h.update(str(size).encode())
+    with path.open("rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(max(size - (1 << 20), 0))
+        h.update(f.read(1 << 20))
+    return h.hexdigest()
+
+
+def _schema_grammar(schema: Any) -> str:
+    try:
+        return grammar_for(schema)
+    except SchemaError as exc:
+        raise InvalidRequestError(f"the JSON schema cannot be turned into a grammar: {exc}",
+                                  param="response_format") from None
+
+
+class LocalEngine:
+    """All local models. See the module docstring for the threading contract."""
+
+    def __init__(self, config: Config, *, base_dir: Path | None = None) -> None:
+        self.config = config
+        self.base_dir = base_dir or Path.cwd()
+        self.models_dir = self.base_dir / config.models_dir
+        self._handles: list[ModelHandle] = []
+        for cfg in config.models:
+            self._handles.append(ModelHandle(cfg, "embed" if cfg.embedding else "generate"))
+        self._by_name = {n: h for h in self._handles for n in h.cfg.names}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for h in self._handles:
+            if h.kind == "embed":
+                h.embedder = EmbeddingWorker(h.cfg.id, self._embed_factory(h), self._setter(h))
+                h.embedder.start()
+            else:
+                h.worker = ModelWorker(
+                    h.cfg.id, self._gen_factory(h), max_queue=h.cfg.max_queue,
+                    store_factory=self._store_factory(h), on_state=self._setter(h))
+                h.worker.start()
+
+    def close(self) -> None:
+        for h in self._handles:
+            if h.worker is not None:
+                h.worker.stop()
+            if h.embedder is not None:
+                h.embedder.stop()
+
+    def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(h.state != "loading" for h in self._handles):
+                return all(h.state == "ready" for h in self._handles)
+            time.sleep(0.05)
+        return False
+
+    def _setter(self, h: ModelHandle) -> Callable[[str, str | None], None]:
+        def set_state(state: str, error: str | None) -> None:
+            h.error = error
+            h.state = state
+            if state == "ready":
+                log.info("model %s ready (%s)", h.cfg.id, h.path)
+        return set_state
+
+    def _fetch(self, h: ModelHandle) -> Path:
+        h.path = resolve(h.cfg, self.models_dir)
+        return h.path
+
+    def _gen_factory(self, h: ModelHandle) -> Callable[[], GenerationContext]:
+        def make() -> GenerationContext:
+            ctx = GenerationContext(_params(h.cfg, self._fetch(h)))
+            h.vocab = ctx.vocab
+            h.n_ctx = ctx.n_ctx_seq
+            self._setup_template(h, ctx)
+            return ctx
+        return make
+
+    def _embed_factory(self, h: ModelHandle) -> Callable[[], Embedder]:
+        def make() -> Embedder:
+            emb = Embedder(_params(h.cfg, self._fetch(h)))
+            h.vocab = emb.vocab
+            h.n_ctx = emb.n_batch
+            return emb
+        return make
+
+    def _store_factory(
+        self, h: ModelHandle
+    ) -> Callable[[GenerationContext], SnapshotStore | None]:
+        sessions = self.config.sessions
+
+        def make(ctx: GenerationContext) -> SnapshotStore | None:
+            if not sessions.enabled:
+                return None
+            assert h.path is not None
+            fingerprint = {"model": file_fingerprint(h.path), **ctx.fingerprint_facts()}
+            root = Path(sessions.dir)
+            if not root.is_absolute():
+                root = self.base_dir / root
+            disk = DiskTier(root / h.cfg.id, fingerprint,
+                            budget_bytes=sessions.disk_budget_mb * 2**20, ttl_s=sessions.ttl_s)
+            return SnapshotStore(sessions.ram_budget_mb * 2**20, disk)
+        return make
+
+    def _setup_template(self, h: ModelHandle, ctx: GenerationContext) -> None:
+        source = h.cfg.chat_template or ctx.chat_template()
+        if source is None:
+            h.template_error = (f"model '{h.cfg.id}' has no chat template in its GGUF; set "
+                                f"`chat_template` for it in the config")
+            return
+        vocab = ctx.vocab
+        bos = vocab.token_text(vocab.bos) if vocab.bos >= 0 else ""
+        eos = vocab.token_text(vocab.eos) if vocab.eos >= 0 else ""
+        h.template = compile_template(source, bos_token=bos, eos_token=eos)
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def models(self) -> list[ModelInfo]:
+        return [h.info() for h in self._handles]
+
+    def resolve_model(self, name: str) -> ModelInfo | None:
+        h = self._by_name.get(name)
+        return h.info() if h else None
+
+    def _ready(self, name: str, kind: str | None = None) -> ModelHandle:
+        h = self._by_name.get(name)
+        if h is None:
+            raise ModelNotFoundError(name)
+        if kind == "embed" and h.kind != "embed":
+            raise InvalidRequestError(
+                f"model '{name}' is not an embedding model (set `embedding: true` for it)",
+                param="model", code="model_not_embedding")
+        if kind == "generate" and h.kind != "generate":
+            raise InvalidRequestError(
+                f"model '{name}' is an embedding model and cannot generate text",
+                param="model", code="model_not_generative")
+        if h.state == "loading":
+            raise ModelNotReadyError(f"model '{name}' is still loading",
+                                     headers={"Retry-After": "5"})
+        if h.state == "failed":
+            raise ModelNotReadyError(f"model '{name}' failed to load: {h.error}")
+        return h
+
+    # -- prompts -----------------------------------------------------------------------------
+
+    async def tokenize(self, model: str, text: str, *, add_special: bool = True,
+                       parse_special: bool = False) -> list[int]:
+        vocab = self._ready(model).vocab
+        assert vocab is not None
+        if len(text) < 4096:
+            return vocab.tokenize(text, add_special=add_special, parse_special=parse_special)
+        return await asyncio.to_thread(vocab.tokenize, text, add_special=add_special,
+                                       parse_special=parse_special)
+
+    async def detokenize(self, model: str, tokens: list[int]) -> str:
+        vocab = self._checked_vocab(model, tokens)
+        return vocab.detokenize(tokens).decode("utf-8", "replace")
+
+    async def token_pieces(self, model: str, tokens: list[int]) -> list[bytes]:
+        vocab = self._checked_vocab(model, tokens)
+        return [vocab.piece(t) for t in tokens]
+
+    def _checked_vocab(self, model: str, tokens: list[int]) -> Vocab:
+        vocab = self._ready(model).vocab
+        assert vocab is not None
+        for i, t in enumerate(tokens):
+            if not vocab.is_valid(t):
+                raise InvalidRequestError(
+                    f"token id {t} is out of range for model '{model}' (vocabulary size "
+                    f"{vocab.n_vocab})", param=f"tokens[{i}]")
+        return vocab
+
+    async def chat_prompt(self, model: str, messages: list[dict[str, Any]], *,
+                          tools: list[dict[str, Any]] | None = None,
+                          add_generation_prompt: bool = True) -> tuple[str, list[int]]:
+        h = self._ready(model, "generate")
+        if h.template is None:
+            raise InvalidRequestError(h.template_error or "no chat template", param="model",
+                                      code="no_chat_template")
+        if tools and "tools" not in h.template.source:
+            messages = with_tool_instructions(messages, tools)
+        text = h.template.render(messages, tools=tools,
+                                 add_generation_prompt=add_generation_prompt)
+        vocab = h.vocab
+        assert vocab is not None
+        # Templates usually write BOS themselves; add it only when they don't.
+        has_bos = vocab.bos >= 0 and text.startswith(vocab.token_text(vocab.bos))
+        tokens = await self.tokenize(model, text, add_special=not has_bos, parse_special=True)
+        return text, tokens
+
+    # -- generation --------------------------------------------------------------------------
+
+    def check_length(self, model: str, n_prompt: int, max_tokens: int | None,
+                     param: str) -> int:
+        """Validate the prompt against the context; return the effective max_tokens."""
+        h = self._ready(model, "generate")
+        if n_prompt == 0:
+            raise InvalidRequestError("the prompt is empty", param=param)
+        if n_prompt >= h.n_ctx:
+            raise ContextLengthError(n_prompt, h.n_ctx, param=param)
+        room = h.n_ctx - n_prompt
+        if max_tokens is not None and max_tokens > room:
+            raise ContextLengthError(n_prompt, h.n_ctx, n_max_tokens=max_tokens, param=param)
+        default = h.cfg.max_tokens or room
+        return min(max_tokens if max_tokens is not None else default, room)
+
+    async def submit(self, req: GenerationRequest) -> AsyncIterator[TokenEvent]:
+        """Validate and enqueue ``req``; the returned iterator yields its events.
+
+        Raises before anything is streamed (unknown model, full queue, bad token ids), so the
+        caller can still answer with a plain error status.
+        """
+        h = self._ready(req.model, "generate")
+        assert h.worker is not None and h.vocab is not None
+        for i, t in enumerate(req.prompt_tokens):
+            if not h.vocab.is_valid(t):
+                raise InvalidRequestError(f"token id {t} is out of range", param=f"prompt[{i}]")
+        for tok in req.sampling.logit_bias:
+            if not h.vocab.is_valid(tok):
+                raise InvalidRequestError(f"logit_bias token id {tok} is out of range",
+                                          param="logit_bias")
+        if req.sampling.json_schema is not None and req.sampling.grammar is None:
+            req = replace(req, sampling=replace(req.sampling, grammar=_schema_grammar(
+                req.sampling.json_schema)))
+        loop = asyncio.get_running_loop()
+        job = Job(req, loop, asyncio.Queue())
+        h.worker.submit(job)
+        return self._events(h.worker, job)
+
+    async def _events(self, worker: ModelWorker, job: Job) -> AsyncIterator[TokenEvent]:
+        try:
+            while True:
+                event = await job.events.get()
+                if event.error is not None:
+                    raise event.error
+                yield event
+                if event.finish_reason is not None:
+                    return
+        finally:
+            if not job.done:
+                worker.cancel(job)
+
+    # -- embeddings --------------------------------------------------------------------------
+
+    def embed_context(self, model: str) -> int:
+        return self._ready(model, "embed").n_ctx
+
+    async def embed(self, model: str, inputs: list[list[int]]) -> list[np.ndarray]:
+        h = self._ready(model, "embed")
+        assert h.embedder is not None
+        return await asyncio.wrap_future(h.embedder.submit(inputs))
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    async def list_sessions(self, tenant: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for h in self._handles:
+            if h.worker is not None and h.state == "ready":
+                found = await asyncio.wrap_future(h.worker.call(
+                    lambda w=h.worker: w.list_sessions(tenant)))
+                rows += [{**r, "model": h.cfg.id} for r in found]
+        return rows
+
+    async def delete_session(self, tenant: str, name: str) -> bool:
+        deleted = False
+        for h in self._handles:
+            if h.worker is not None and h.state == "ready":
+                deleted |= await asyncio.wrap_future(h.worker.call(
+                    lambda w=h.worker: w.delete_session(tenant, name)))
+        return deleted
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for h in self._handles:
+            if h.worker is not None:
+                out[h.cfg.id] = h.worker.stats()
+            elif h.embedder is not None:
+                out[h.cfg.id] = {"requests": h.embedder.requests, "inputs": h.embedder.inputs}
+        return out

@@ -1,0 +1,509 @@
+"""One thread owns one llama.cpp context and runs a continuous-batching scheduler over it.
+
+Threading contract: ``ModelWorker`` methods without a leading underscore are called from the
+event loop thread and only touch the inbox (a thread-safe queue), the waiting counter (under a
+lock) and ``Job.cancelled``. Everything else, the context, the slots and the session store, is
+used by the worker thread alone.
+
+Each step puts one token of every decoding sequence plus prompt chunks of prefilling sequences
+(up to ``n_batch`` tokens in all) into a single ``llama_decode``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import math
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hugind.engine.jobs import Job
+from hugind.engine.stops import TextStream
+from hugind.engine.types import (
+    FinishReason,
+    TokenEvent,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+from hugind.errors import InternalError, InvalidRequestError, QueueFullError
+from hugind.llama import GenerationContext, Sampler, SamplerSpec
+from hugind.llama.sampler import GrammarError
+from hugind.sessions import Snapshot, SnapshotStore, common_prefix
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass(eq=False)
+class Slot:
+    """One llama.cpp sequence id and what its KV cells hold."""
+
+    seq: int
+    tokens: list[int] = field(default_factory=list)
+    tenant: str | None = None
+    session: str | None = None
+    job: Job | None = None
+    last_used: float = 0.0
+
+
+@dataclass
+class Counters:
+    steps: int = 0
+    requests: int = 0
+    cache_hits: int = 0
+    reused_tokens: int = 0
+    prefilled_tokens: int = 0
+    generated_tokens: int = 0
+    restored_ram: int = 0
+    restored_disk: int = 0
+    snapshots: int = 0
+    cancelled: int = 0
+
+
+class ModelWorker:
+    """Owns a :class:`GenerationContext` on its own thread; see the module docstring."""
+
+    def __init__(self, name: str, factory: Callable[[], GenerationContext], *,
+                 max_queue: int, store_factory: Callable[[GenerationContext], SnapshotStore | None],
+                 on_state: Callable[[str, str | None], None]) -> None:
+        self.name = name
+        self.max_queue = max_queue
+        self.counters = Counters()
+        self.ctx: GenerationContext | None = None
+        self._factory = factory
+        self._store_factory = store_factory
+        self._on_state = on_state
+        self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._n_waiting = 0
+        self._waiting: deque[Job] = deque()
+        self._active: list[Job] = []
+        self._slots: list[Slot] = []
+        self._store: SnapshotStore | None = None
+        self._resident: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self._run, name=f"hugind-{name}", daemon=True)
+        self.ready = threading.Event()
+
+    # -- event-loop side -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            if self._n_waiting >= self.max_queue:
+                raise QueueFullError(self.name, self.max_queue)
+            self._n_waiting += 1
+        self._inbox.put(job)
+
+    def cancel(self, job: Job) -> None:
+        job.cancelled = True
+        self._inbox.put(None)  # wake the worker if it is idle
+
+    def call(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+        """Run ``fn`` on the worker thread between two steps."""
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._inbox.put((fn, fut))
+        return fut
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._inbox.put(_STOP)
+        self._thread.join(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        store = self._store.stats() if self._store else None
+        return {
+            "active_sequences": len(self._active),
+            "queue_depth": self._n_waiting,
+            "slots": len(self._slots),
+            "resident_sessions": sum(1 for r in self._resident if r["name"]),
+            "ram_sessions": store.ram_sessions if store else 0,
+            "ram_bytes": store.ram_bytes if store else 0,
+            "disk_sessions": store.disk_sessions if store else 0,
+            "disk_bytes": store.disk_bytes if store else 0,
+            "discarded_files": store.discarded_files if store else 0,
+            **self.counters.__dict__,
+        }
+
+    # -- worker thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self.ctx = self._factory()
+            self._store = self._store_factory(self.ctx)
+            self._slots = [Slot(seq=i) for i in range(self.ctx.n_seq)]
+        except Exception as exc:  # noqa: BLE001 - any load failure marks the model failed
+            log.error("model %s failed to load: %s", self.name, exc)
+            self._on_state("failed", str(exc))
+            self._fail_inbox(exc)
+            return
+        self._on_state("ready", None)
+        self.ready.set()
+        try:
+            while self._drain(block=not self._active and not self._waiting):
+                self._admit()
+                if self._active:
+                    self._step()
+                self._publish()
+        except Exception:
+            log.exception("worker for %s crashed", self.name)
+            self._on_state("failed", "the engine worker crashed; see the server log")
+            for job in [*self._active, *self._waiting]:
+                job.emit(TokenEvent("", finish_reason=FinishReason.ERROR,
+                                    error=InternalError("the engine worker crashed")))
+        finally:
+            self._shutdown()
+
+    def _fail_inbox(self, exc: Exception) -> None:
+        while True:
+            try:
+                item = self._inbox.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is _STOP:
+                return
+            if isinstance(item, Job):
+                item.emit(TokenEvent("", finish_reason=FinishReason.ERROR, error=exc))
+            elif isinstance(item, tuple):
+                item[1].set_exception(exc)
+
+    def _drain(self, *, block: bool) -> bool:
+        try:
+            item = self._inbox.get(timeout=1.0) if block else self._inbox.get_nowait()
+        except queue.Empty:
+            return True
+        while True:
+            if item is _STOP:
+                return False
+            if isinstance(item, Job):
+                self._waiting.append(item)
+            elif isinstance(item, tuple):
+                fn, fut = item
+                try:
+                    fut.set_result(fn())
+                except Exception as exc:  # noqa: BLE001 - handed back to the caller
+                    fut.set_exception(exc)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return True
+
+    def _publish(self) -> None:
+        self._resident = [
+            {"tenant": s.tenant, "name": s.session, "tokens": len(s.tokens),
+             "last_used": s.last_used, "busy": s.job is not None}
+            for s in self._slots
+        ]
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def _dequeued(self) -> None:
+        with self._lock:
+            self._n_waiting -= 1
+
+    def _admit(self) -> None:
+        for job in [j for j in self._active if j.cancelled]:
+            self.counters.cancelled += 1
+            self._finish(job, FinishReason.CANCELLED)
+        while self._waiting:
+            job = self._waiting[0]
+            if job.cancelled:
+                self._waiting.popleft()
+                self._dequeued()
+                continue
+            slot = self._pick_slot(job)
+            if slot is None:
+                return
+            self._waiting.popleft()
+            self._dequeued()
+            try:
+                self._bind(job, slot)
+            except InvalidRequestError as exc:
+                job.emit(TokenEvent("", finish_reason=FinishReason.ERROR, error=exc))
+                slot.job = None
+
+    def _pick_slot(self, job: Job) -> Slot | None:
+        req = job.req
+        idle = [s for s in self._slots if s.job is None]
+        if not idle:
+            return None
+        if req.session is not None:
+            for s in self._slots:
+                if (s.tenant, s.session) == (req.tenant, req.session):
+                    if s.job is None:
+                        return s
+                    job.store_session = False  # same conversation already running
+                    break
+        else:
+            best, best_len = None, 0
+            for s in idle:
+                if s.tenant == req.tenant and s.session is None:
+                    n = common_prefix(s.tokens, req.prompt_tokens)
+                    if n > best_len:
+                        best, best_len = s, n
+            if best is not None:
+                return best
+        empty = [s for s in idle if not s.tokens]
+        if empty:
+            return empty[0]
+        # Prefer evicting anonymous sequences, then the least recently used.
+        return min(idle, key=lambda s: (s.session is not None, s.last_used))
+
+    def _evict(self, slot: Slot) -> None:
+        ctx = self.ctx
+        assert ctx is not None
+        if slot.session is not None and slot.tokens and self._store is not None:
+            data = ctx.state_get(slot.seq)
+            self._store.put(Snapshot(slot.tenant or "", slot.session, list(slot.tokens), data,
+                                     slot.last_used))
+            self.counters.snapshots += 1
+        ctx.seq_clear(slot.seq)
+        slot.tokens = []
+        slot.tenant = slot.session = None
+
+    def _restore(self, slot: Slot, tenant: str, name: str) -> None:
+        if self._store is None:
+            return
+        found = self._store.take(tenant, name)
+        if found is None:
+            return
+        snap, tier = found
+        ctx = self.ctx
+        assert ctx is not None
+        if ctx.state_set(slot.seq, snap.data):
+            slot.tokens = list(snap.tokens)
+            if tier == "ram":
+                self.counters.restored_ram += 1
+            else:
+                self.counters.restored_disk += 1
+        else:
+            log.warning("session snapshot for %s could not be restored; starting fresh", name)
+            ctx.seq_clear(slot.seq)
+
+    def _bind(self, job: Job, slot: Slot) -> None:
+        ctx = self.ctx
+        assert ctx is not None
+        req = job.req
+        named = req.session is not None and job.store_session
+        owned = (slot.tenant, slot.session) == (req.tenant, req.session) and named
+        if not owned and (slot.session is not None or slot.tenant != req.tenant):
+            self._evict(slot)
+        if named and not owned:
+            assert req.session is not None
+            self._restore(slot, req.tenant, req.session)
+        prompt = req.prompt_tokens
+        n = min(common_prefix(slot.tokens, prompt), len(prompt) - 1)
+        if n < len(slot.tokens) and not (ctx.can_rewind and ctx.seq_rm(slot.seq, n, -1)):
+            ctx.seq_clear(slot.seq)
+            n = 0
+        slot.tokens = slot.tokens[:n]
+        slot.tenant = req.tenant
+        slot.session = req.session if named else None
+        slot.job = job
+        job.slot = slot
+        job.pending = list(prompt[n:])
+        job.cached_tokens = n
+        job.text = TextStream(req.stop)
+        job.sampler = self._make_sampler(job)
+        self.counters.requests += 1
+        if n:
+            self.counters.cache_hits += 1
+            self.counters.reused_tokens += n
+        self._active.append(job)
+
+    def _make_sampler(self, job: Job) -> Sampler:
+        sp = job.req.sampling
+        seed = sp.seed if sp.seed is not None else int(time.time_ns() & 0xFFFFFFFF)
+        spec = SamplerSpec(
+            temperature=sp.temperature, top_k=sp.top_k, top_p=sp.top_p, min_p=sp.min_p,
+            repeat_penalty=sp.repeat_penalty, frequency_penalty=sp.frequency_penalty,
+            presence_penalty=sp.presence_penalty, logit_bias=dict(sp.logit_bias), seed=seed,
+            grammar=sp.grammar,
+        )
+        assert self.ctx is not None
+        try:
+            return Sampler(self.ctx, spec)
+        except GrammarError as exc:
+            raise InvalidRequestError(f"grammar rejected by llama.cpp: {exc}",
+                                      param="response_format") from None
+
+    # -- one decode step ---------------------------------------------------------------------
+
+    def _step(self) -> None:
+        ctx = self.ctx
+        assert ctx is not None
+        tokens: list[int] = []
+        pos: list[int] = []
+        seqs: list[int] = []
+        logits: list[bool] = []
+        rows: list[tuple[Job, int]] = []
+        budget = ctx.n_batch
+        for job in self._active:
+            if job.next_token is None:
+                continue
+            slot = job.slot
+            tokens.append(job.next_token)
+            pos.append(len(slot.tokens))
+            seqs.append(slot.seq)
+            logits.append(True)
+            rows.append((job, len(tokens) - 1))
+            slot.tokens.append(job.next_token)
+            job.next_token = None
+            budget -= 1
+        for job in self._active:
+            if not job.pending or budget <= 0:
+                continue
+            slot = job.slot
+            chunk = job.pending[:budget]
+            job.pending = job.pending[len(chunk):]
+            start = len(slot.tokens)
+            tokens.extend(chunk)
+            pos.extend(range(start, start + len(chunk)))
+            seqs.extend([slot.seq] * len(chunk))
+            logits.extend([False] * len(chunk))
+            slot.tokens.extend(chunk)
+            budget -= len(chunk)
+            self.counters.prefilled_tokens += len(chunk)
+            if not job.pending:
+                logits[-1] = True
+                rows.append((job, len(tokens) - 1))
+        if not tokens:
+            return
+        rc = ctx.decode(tokens, pos, seqs, logits)
+        self.counters.steps += 1
+        if rc != 0:
+            self._decode_failed(rc)
+            return
+        for job, row in rows:
+            self._sample(job, row)
+
+    def _decode_failed(self, rc: int) -> None:
+        log.error("llama_decode returned %d for model %s", rc, self.name)
+        err = InternalError("the model failed to evaluate this batch")
+        for job in list(self._active):
+            job.emit(TokenEvent("", finish_reason=FinishReason.ERROR, error=err))
+            self._finish(job, None)
+            assert self.ctx is not None
+            self.ctx.seq_clear(job.slot.seq) if job.slot else None
+
+    def _sample(self, job: Job, row: int) -> None:
+        ctx = self.ctx
+        assert ctx is not None and job.text is not None
+        if job.cancelled:
+            return
+        token = job.sampler.sample(ctx, row)
+        req = job.req
+        lps = [self._logprob(row, token, req.top_logprobs)] if req.top_logprobs is not None else []
+        if ctx.vocab.is_eog(token) and not req.ignore_eos:
+            self._finish(job, FinishReason.STOP, tail=job.text.flush())
+            return
+        job.n_generated += 1
+        self.counters.generated_tokens += 1
+        text = job.text.push(ctx.vocab.piece(token))
+        if job.text.stopped:
+            self._finish(job, FinishReason.STOP, tail=text, token=token, logprobs=lps)
+        elif job.n_generated >= req.max_tokens or len(job.slot.tokens) + 1 >= ctx.n_ctx_seq:
+            self._finish(job, FinishReason.LENGTH, tail=text + job.text.flush(), token=token,
+                         logprobs=lps)
+        else:
+            job.next_token = token
+            job.emit(TokenEvent(text, [token], lps))
+
+    def _logprob(self, row: int, token: int, top_n: int) -> TokenLogprob:
+        assert self.ctx is not None
+        vocab = self.ctx.vocab
+        logits = self.ctx.logits(row).astype(np.float64)
+        mx = float(logits.max())
+        lse = mx + math.log(float(np.exp(logits - mx).sum()))
+        top: list[TopLogprob] = []
+        if top_n > 0:
+            idx = np.argpartition(-logits, top_n)[:top_n]
+            idx = idx[np.argsort(-logits[idx])]
+            for t in idx:
+                piece = vocab.piece(int(t))
+                top.append(TopLogprob(piece.decode("utf-8", "replace"),
+                                      float(logits[t] - lse), list(piece)))
+        piece = vocab.piece(token)
+        return TokenLogprob(piece.decode("utf-8", "replace"), float(logits[token] - lse),
+                            list(piece), top)
+
+    def _finish(self, job: Job, reason: FinishReason | None, *, tail: str = "",
+                token: int | None = None, logprobs: list[TokenLogprob] | None = None) -> None:
+        if job.done:
+            return
+        job.done = True
+        if job in self._active:
+            self._active.remove(job)
+        if job.sampler is not None:
+            job.sampler.close()
+        slot = job.slot
+        if slot is not None:
+            slot.job = None
+            slot.last_used = time.time()
+        if reason is not None and reason is not FinishReason.CANCELLED:
+            usage = Usage(len(job.req.prompt_tokens), job.n_generated, job.cached_tokens)
+            job.emit(TokenEvent(tail, [token] if token is not None else [], logprobs or [],
+                                finish_reason=reason, usage=usage))
+
+    # -- sessions (called through ``call``) --------------------------------------------------
+
+    def list_sessions(self, tenant: str) -> list[dict[str, Any]]:
+        rows = [{"name": s.session, "tokens": len(s.tokens), "tier": "kv",
+                 "bytes": 0, "last_used": s.last_used}
+                for s in self._slots if s.tenant == tenant and s.session is not None]
+        if self.ctx is not None:
+            per_token = self._kv_bytes_per_token()
+            for r in rows:
+                r["bytes"] = r["tokens"] * per_token
+        if self._store is not None:
+            seen = {r["name"] for r in rows}
+            for t, name, n, tier, size, last in self._store.listing():
+                if t == tenant and name not in seen:
+                    rows.append({"name": name, "tokens": n, "tier": tier, "bytes": size,
+                                 "last_used": last})
+        return rows
+
+    def _kv_bytes_per_token(self) -> int:
+        for s in self._slots:
+            if s.tokens and s.job is None and self.ctx is not None:
+                return len(self.ctx.state_get(s.seq)) // max(len(s.tokens), 1)
+        return 0
+
+    def delete_session(self, tenant: str, name: str) -> bool:
+        found = False
+        for s in self._slots:
+            if (s.tenant, s.session) == (tenant, name):
+                if s.job is not None:
+                    s.job.store_session = False
+                    s.session = None
+                else:
+                    assert self.ctx is not None
+                    self.ctx.seq_clear(s.seq)
+                    s.tokens, s.tenant, s.session = [], None, None
+                found = True
+        if self._store is not None and self._store.delete(tenant, name):
+            found = True
+        return found
+
+    def _shutdown(self) -> None:
+        if self.ctx is None:
+            return
+        try:
+            if self._store is not None and self._store.disk is not None:
+                for s in self._slots:
+                    if s.session is not None and s.tokens and s.job is None:
+                        self._store.disk.save(s.tenant or "", s.session, list(s.tokens),
+                                              self.ctx.state_get(s.seq))
+                self._store.flush_to_disk()
+        except OSError as exc:
+            log.warning("could not persist sessions for %s: %s", self.name, exc)
+        self.ctx.close()

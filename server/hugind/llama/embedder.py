@@ -1,0 +1,98 @@
+"""Embedding contexts: many inputs packed into one ``llama_decode``.
+
+Threading contract: an ``Embedder`` is created, used and closed by one owner thread.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import llama_cpp
+import numpy as np
+
+from hugind.llama.context import ModelLoadError, Vocab, _load_model, read_metadata
+from hugind.llama.params import ModelParams, context_params
+
+MAX_SEQS = 64
+
+
+class Embedder:
+    def __init__(self, params: ModelParams) -> None:
+        self.params = params
+        self._stack = ExitStack()
+        try:
+            self._model = _load_model(params, self._stack)
+            cp = context_params(params)
+            cp.n_seq_max = MAX_SEQS
+            ctx = llama_cpp.llama_init_from_model(self._model, cp)
+            if not ctx:
+                raise ModelLoadError("llama.cpp could not create an embedding context")
+            self._stack.callback(llama_cpp.llama_free, ctx)
+        except BaseException:
+            self._stack.close()
+            raise
+        self._ctx = ctx
+        self.vocab = Vocab(self._model)
+        self.metadata = read_metadata(self._model)
+        self.n_ctx = llama_cpp.llama_n_ctx(ctx)
+        self.n_batch = llama_cpp.llama_n_batch(ctx)
+        self.n_embd = llama_cpp.llama_model_n_embd(self._model)
+        self.pooling = llama_cpp.llama_pooling_type(ctx)
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self._stack.callback(llama_cpp.llama_batch_free, self._batch)
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def embed(self, inputs: list[list[int]]) -> list[np.ndarray]:
+        """Pooled, L2-normalised vectors, one per input (each must fit ``n_batch``)."""
+        out: list[np.ndarray] = []
+        start = 0
+        while start < len(inputs):
+            group: list[list[int]] = []
+            used = 0
+            while (start + len(group) < len(inputs) and len(group) < MAX_SEQS
+                   and used + len(inputs[start + len(group)]) <= self.n_batch):
+                used += len(inputs[start + len(group)])
+                group.append(inputs[start + len(group)])
+            if not group:
+                raise ValueError("input longer than the embedding batch")
+            out.extend(self._embed_group(group))
+            start += len(group)
+        return out
+
+    def _embed_group(self, group: list[list[int]]) -> list[np.ndarray]:
+        b = self._batch
+        n = 0
+        for s, toks in enumerate(group):
+            for p, t in enumerate(toks):
+                b.token[n] = t
+                b.pos[n] = p
+                b.n_seq_id[n] = 1
+                b.seq_id[n][0] = s
+                b.logits[n] = True
+                n += 1
+        b.n_tokens = n
+        mem = llama_cpp.llama_get_memory(self._ctx)
+        if mem:
+            llama_cpp.llama_memory_clear(mem, True)
+        rc = llama_cpp.llama_decode(self._ctx, b)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode failed with status {rc}")
+        vectors = []
+        row = 0
+        for s, toks in enumerate(group):
+            if self.pooling == llama_cpp.LLAMA_POOLING_TYPE_NONE:
+                # The model pools nothing itself (a plain LM): mean over its token vectors.
+                vec = np.zeros(self.n_embd, dtype=np.float32)
+                for i in range(row, row + len(toks)):
+                    ptr = llama_cpp.llama_get_embeddings_ith(self._ctx, i)
+                    vec += np.ctypeslib.as_array(ptr, shape=(self.n_embd,))
+                vec /= max(len(toks), 1)
+            else:
+                ptr = llama_cpp.llama_get_embeddings_seq(self._ctx, s)
+                vec = np.array(np.ctypeslib.as_array(ptr, shape=(self.n_embd,)), dtype=np.float32)
+            row += len(toks)
+            norm = float(np.linalg.norm(vec))
+            vectors.append(vec / norm if norm > 0 else vec)
+        return vectors

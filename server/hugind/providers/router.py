@@ -1,0 +1,147 @@
+"""``ProviderRouter``: the one object the API layer talks to about remote providers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+
+from hugind.config import ProviderConfig
+from hugind.errors import InvalidRequestError, ModelNotFoundError, NotFoundError
+from hugind.providers.activity import ActivityLog
+from hugind.providers.client import ForwardRequest, Provider
+from hugind.providers.failover import Failover
+from hugind.providers.keys import Clock
+from hugind.providers.response import UpstreamResponse
+from hugind.providers.routing import is_native_endpoint, normalize_path, select
+
+
+class ProviderRouter:
+    """Routes non-local models and non-native endpoints to providers, with key failover.
+
+    Args:
+        configs: the ``providers`` section, in the order providers are tried.
+        native_model_ids: ids and aliases of local models; these are never forwarded.
+        transport: an httpx transport for every provider instead of the network (tests).
+        clock: monotonic clock for key cooldowns (tests).
+        max_events: how many activity-log events are kept.
+
+    Threading: create and use it on the server's event loop; call :meth:`aclose` on shutdown.
+    """
+
+    def __init__(
+        self, configs: Iterable[ProviderConfig], native_model_ids: Iterable[str] = (), *,
+        transport: httpx.AsyncBaseTransport | None = None, clock: Clock = time.monotonic,
+        max_events: int = 500,
+    ) -> None:
+        self._providers = [Provider(c, transport=transport, clock=clock) for c in configs]
+        self._native = frozenset(native_model_ids)
+        self._log = ActivityLog(max_events)
+        secrets = tuple(k for p in self._providers for k in p.secrets)
+        self._failover = Failover(self._log, secrets)
+
+    @property
+    def providers(self) -> list[Provider]:
+        return list(self._providers)
+
+    def serves_model(self, model: str) -> bool:
+        """Whether ``model`` is not local and some provider's model rules match it."""
+        if model in self._native:
+            return False
+        return any(p.route.upstream_model(model) is not None for p in self._providers)
+
+    def takes_endpoint(self, path: str) -> bool:
+        """Whether some provider takes ``path`` (a non-native endpoint) regardless of model."""
+        return any(p.route.takes_endpoint(path) for p in self._providers)
+
+    def remote_models(self) -> list[tuple[str, str]]:
+        """``(model id, provider name)`` for every exact id in the config, first provider wins.
+
+        Globs and prefixes cannot be listed; local ids are left out (local wins).
+        """
+        seen: set[str] = set(self._native)
+        out: list[tuple[str, str]] = []
+        for provider in self._providers:
+            for model in provider.route.exact_models():
+                if model not in seen:
+                    seen.add(model)
+                    out.append((model, provider.name))
+        return out
+
+    async def forward(
+        self, method: str, path: str, query: str, headers: Iterable[tuple[str, str]],
+        body: bytes, model: str | None = None,
+    ) -> UpstreamResponse:
+        """Send the request to the first provider that answers usably.
+
+        Args:
+            method: HTTP method.
+            path: the request path as received, with or without ``/v1``.
+            query: raw query string without ``?``.
+            headers: the client's headers; credentials and hop-by-hop headers are not forwarded.
+            body: the raw body, forwarded unchanged (JSON, multipart or binary) except that a
+                prefix rule (``openai/``) renames ``model``.
+            model: the requested model, if the request names one.
+
+        Returns:
+            The upstream answer; iterate it to relay the body, it closes itself at the end.
+
+        Raises:
+            ModelNotFoundError: a native endpoint for a model no provider serves.
+            NotFoundError: no provider takes this endpoint, or it is local-only for ``model``.
+            UpstreamError: every key of every candidate failed (502).
+            UpstreamTimeoutError: every attempt timed out (504).
+        """
+        if model is not None and model in self._native and not is_native_endpoint(path):
+            raise NotFoundError(
+                f"'{model}' is a local model and /v1/{normalize_path(path)} is not served "
+                "locally", param="model",
+            )
+        picked = select([p.route for p in self._providers], path, model)
+        if not picked:
+            raise self._no_route(method, path, model)
+        request = ForwardRequest(method.upper(), path, query, list(headers), body)
+        candidates = [(self._providers[i], name) for i, name in picked]
+        return await self._failover.run(candidates, request, model)
+
+    @staticmethod
+    def _no_route(method: str, path: str, model: str | None) -> Exception:
+        if is_native_endpoint(path):
+            if model is None:
+                return InvalidRequestError("you must provide a model parameter", param="model")
+            return ModelNotFoundError(model)
+        return NotFoundError(
+            f"Invalid URL ({method.upper()} /v1/{normalize_path(path)}): not served locally and "
+            "no provider is configured for it"
+        )
+
+    def activity(
+        self, limit: int | None = None, provider: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Failover events, oldest first; keys appear only as fingerprints."""
+        return self._log.events(limit, provider)
+
+    def key_states(self) -> list[dict[str, Any]]:
+        """Each key of each provider, by fingerprint, with its cooldown and counters."""
+        return [{"provider": p.name, **state} for p in self._providers
+                for state in p.pool.describe()]
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Providers as configured (no keys), for the admin endpoint."""
+        return [
+            {
+                "name": p.name,
+                "base_url": p.config.base_url,
+                "models": list(p.config.models),
+                "endpoints": p.config.endpoints,
+                "keys": p.pool.describe(),
+            }
+            for p in self._providers
+        ]
+
+    async def aclose(self) -> None:
+        """Close every provider's connection pool."""
+        for provider in self._providers:
+            await provider.aclose()

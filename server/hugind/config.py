@@ -117,6 +117,9 @@ class TimeoutConfig(Base):
     read_s: PositiveFloat = 600.0
 
 
+_NATIVE_ENDPOINTS = frozenset({"chat/completions", "completions", "embeddings"})
+
+
 class ProviderConfig(Base):
     name: Annotated[str, Meta(min_length=1)]
     base_url: Annotated[str, Meta(pattern=r"^https?://")]
@@ -133,6 +136,15 @@ class ProviderConfig(Base):
         for i, key in enumerate(self.api_keys):
             if not key.strip():
                 raise ValueError(f"api_keys[{i}] is empty (is its environment variable set?)")
+        for i, pattern in enumerate(self.models):
+            if not pattern.strip("/ "):
+                raise ValueError(f"models[{i}] is empty")
+        for i, endpoint in enumerate(self.endpoints or []):
+            path = endpoint.strip("/")
+            path = path[3:] if path.startswith("v1/") else path
+            if path in _NATIVE_ENDPOINTS:
+                raise ValueError(f"endpoints[{i}]: '{endpoint}' is served natively; route its "
+                                 "models to this provider with `models` (e.g. '*')")
 
     def all_api_keys(self) -> list[str]:
         """Keys from ``api_keys`` then from each file in ``api_key_files`` (one per line)."""
@@ -230,7 +242,7 @@ def _validation_error(exc: msgspec.ValidationError, data: Any) -> ConfigError:
         message = message.replace("`", "")
         value = _value_at(data, raw_path)
         if value is not None and not isinstance(value, (dict, list)):
-            message = f"{message}, got {value!r}"
+            message = re.sub(r", got \w+$", "", message) + f", got {value!r}"
     return ConfigError(key_path, message)
 
 

@@ -48,7 +48,8 @@ def forward_route_handlers(router: ProviderRouter) -> list[HTTPRouteHandler]:
     async def forward_bare(request: Request[Any, Any, Any], path: str) -> Response[Any]:
         """OpenAI endpoints without the ``/v1`` prefix."""
         if not is_openai_path(path):
-            raise NotFoundError(f"Invalid URL ({request.method} {request.url.path})")
+            raise NotFoundError(f"Unknown path: {request.method} {request.url.path}",
+                                code="unknown_url")
         return await _forward_raw(request, router)
 
     @get("/admin/providers", name="admin_providers")

@@ -31,18 +31,20 @@ class TextStream:
             self._held = ""
             return text
         cut = min((i for i in (text.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        keep = _partial_stop_len(text, self._stops)
+        if cut >= 0 and len(text) - keep >= cut:
             self.stopped = True
             self._held = ""
             return text[:cut]
-        keep = _partial_stop_len(text, self._stops)
+        # Either no stop yet, or a longer stop that starts earlier may still complete.
         self._held = text[len(text) - keep:] if keep else ""
         return text[: len(text) - keep]
 
     def flush(self) -> str:
         if self.stopped:
             return ""
-        tail = self._held + self._decoder.decode(b"", final=True)
+        tail, self.stopped = cut_at_stop(self._held + self._decoder.decode(b"", final=True),
+                                         self._stops)
         self._held = ""
         return tail
 

@@ -98,7 +98,10 @@ class Provider:
         self.route = Route.from_config(config.models, config.endpoints)
         keys = config.all_api_keys()
         self.pool = KeyPool(keys, config.cooldown_s, clock)
-        self.secrets: tuple[str, ...] = tuple(keys)
+        # Long extra header values may be credentials too (Azure's ``api-key``).
+        self.secrets: tuple[str, ...] = tuple(keys) + tuple(
+            v for v in config.headers.values() if len(v) >= 16
+        )
         self._base_url = config.base_url.rstrip("/")
         t = config.timeout
         self.client = httpx.AsyncClient(

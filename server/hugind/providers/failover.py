@@ -34,7 +34,7 @@ RETRY_STATUSES: frozenset[int] = frozenset({
 })
 ERROR_BODY_LIMIT = 1024 * 1024
 _REASON_CHARS = 200
-_TOKEN_RE = re.compile(r"\b(?:sk|pk|rk|key)-[A-Za-z0-9_\-*.]{6,}|(?i:bearer)\s+[^\s\"',]+")
+_TOKEN_RE = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{6,}|(?i:bearer)\s+[^\s\"',]+")
 
 
 def is_retryable(status: int) -> bool:
@@ -129,7 +129,7 @@ class Failover:
             UpstreamError: every attempt failed otherwise, or every key is cooling down.
         """
         failures: list[Failure] = []
-        for provider, upstream_model in candidates:
+        for index, (provider, upstream_model) in enumerate(candidates):
             body = request.body
             if upstream_model is not None and upstream_model != model:
                 body = rename_model(body, request.content_type, upstream_model)
@@ -150,7 +150,7 @@ class Failover:
                     provider.name, f"all keys cooling down (next ready in {wait_s:.0f}s)",
                     attempted=False,
                 ))
-            if len(candidates) > 1 or attempts == 0:
+            if attempts == 0 or index < len(candidates) - 1:
                 self._activity.record(
                     "provider_skipped", provider.name,
                     f"Provider '{provider.name}' skipped: {failures[-1].reason}",

@@ -113,8 +113,8 @@ class ProviderRouter:
                 return InvalidRequestError("you must provide a model parameter", param="model")
             return ModelNotFoundError(model)
         return NotFoundError(
-            f"Invalid URL ({method.upper()} /v1/{normalize_path(path)}): not served locally and "
-            "no provider is configured for it"
+            f"Unknown path: {method.upper()} /v1/{normalize_path(path)} (not served locally, "
+            "and no provider takes it)", code="unknown_url",
         )
 
     def activity(

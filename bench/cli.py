@@ -384,7 +384,9 @@ async def _run_async(
     deadline = epoch + args.max_time_s
     pairs: list[tuple[Target, ManagedServer | None]] = [(t, None) for t in args.target]
     pairs += list(_targets_from_servers(servers))
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+    # a fresh connection per request: no keep-alive race with servers that close idle
+    # connections (a request sent on a connection the server just closed fails without a reply)
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=0)
     async with httpx.AsyncClient(limits=limits) as client:
         usable: list[tuple[Target, ManagedServer | None]] = []
         report["unavailable"] = []

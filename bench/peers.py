@@ -144,6 +144,18 @@ def _health_path(kind: str) -> str:
     return "/v1/models" if kind == "llama-cpp-python" else "/health"
 
 
+def _is_ready(resp: httpx.Response) -> bool:
+    """200, and not a JSON body saying ``"status": "loading"`` (Hugind answers 200 while its
+    models load; llama-server answers 503 until then)."""
+    if resp.status_code != 200:
+        return False
+    try:
+        body = resp.json()
+    except ValueError:
+        return True
+    return not (isinstance(body, dict) and body.get("status") == "loading")
+
+
 class ManagedServer:
     """One peer subprocess: start, wait until ready, stop, restart; usable as a context."""
 
@@ -251,7 +263,7 @@ class ManagedServer:
                         f"{self.log_path}:\n{self.log_tail()}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
-                    if client.get(url).status_code == 200:
+                    if _is_ready(client.get(url)):
                         self.ready_after_s = time.monotonic() - t0
                         return self.ready_after_s
                 if time.monotonic() - t0 > timeout_s:

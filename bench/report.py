@@ -378,6 +378,8 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
             turns = [p["turn"] for p in s.get("per_turn", [])]
             ys = [p["mean_ttft_ms"] for p in s.get("per_turn", [])]
             ax.plot(turns, [float("nan") if y is None else y for y in ys], marker="o", label=t)
+        n_turns = int(sc["sessions"]["params"].get("turns", 0))
+        ax.set_xticks(list(range(1, n_turns + 1)))
         ax.set_xlabel("turn")
         ax.set_ylabel("mean TTFT (ms)")
         ax.set_title("Sessions: time to first token by turn")

@@ -10,6 +10,7 @@ import numpy as np
 
 from hugind.engine.interface import Engine
 from hugind.engine.types import (
+    FimTokens,
     FinishReason,
     GenerationRequest,
     ModelInfo,
@@ -23,8 +24,9 @@ class FakeEngine:
     """Emits ``words`` one per event; ``delay_s`` between events lets tests disconnect."""
 
     def __init__(self, words: list[str] | None = None, *, delay_s: float = 0.0,
-                 n_ctx: int = 64) -> None:
+                 n_ctx: int = 64, fim: FimTokens | None = None) -> None:
         self.words = words or ["Hello", " there", ",", " friend", "."]
+        self.fim = fim
         self.delay_s = delay_s
         self.n_ctx = n_ctx
         self.requests: list[GenerationRequest] = []
@@ -42,6 +44,10 @@ class FakeEngine:
     def _known(self, model: str) -> None:
         if self.resolve_model(model) is None:
             raise ModelNotFoundError(model)
+
+    def fim_tokens(self, model: str) -> FimTokens | None:
+        self._known(model)
+        return self.fim
 
     async def chat_prompt(self, model: str, messages: list[dict[str, Any]], *,
                           tools: list[dict[str, Any]] | None = None,

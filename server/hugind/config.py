@@ -96,6 +96,8 @@ class ModelConfig(Base):
                 "needs exactly one source: `path`, `hf` or `package`"
                 + (f" (got {', '.join(sources)})" if sources else "")
             )
+        if self.parallel > self.n_batch:
+            raise ValueError(f"parallel ({self.parallel}) cannot exceed n_batch ({self.n_batch})")
         if self.device == "cpu" and self.n_gpu_layers:
             raise ValueError("n_gpu_layers must be 0 or unset when device is cpu")
 

@@ -53,6 +53,14 @@ def _from_hf(model: ModelConfig, models_dir: Path) -> Path:
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     assert model.hf is not None
+    # A connection lost mid-download escapes huggingface-hub as the HTTP client's own error,
+    # which is not an OSError: httpx2.HTTPError for huggingface-hub 2.x, httpx's for 1.x.
+    transport_errors: tuple[type[Exception], ...] = ()
+    for client in ("httpx2", "httpx"):
+        try:
+            transport_errors += (importlib.import_module(client).HTTPError,)
+        except ImportError:
+            pass
     target = models_dir / model.hf.repo.replace("/", "--")
     log.info("fetching %s from Hugging Face into %s", describe_source(model), target)
     try:
@@ -60,7 +68,8 @@ def _from_hf(model: ModelConfig, models_dir: Path) -> Path:
             repo_id=model.hf.repo, filename=model.hf.file, revision=model.hf.revision,
             local_dir=target,
         ))
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError,
+            *transport_errors) as exc:
         raise ModelSourceError(
             f"could not download {describe_source(model)}: {type(exc).__name__}: {exc}"
         ) from None

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
-from tests.fakes import FakeEngine
-from tests.servers import serve_in_thread
 
 from hugind.app import create_app
 from hugind.config import parse_config
+from tests.fakes import FakeEngine
+from tests.servers import serve_in_thread
 
 
 def make_client(engine: FakeEngine | None = None, **server: object) -> TestClient:
@@ -206,7 +206,8 @@ def test_disconnect_cancels_generation() -> None:
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
     max_leaves=8,
 )

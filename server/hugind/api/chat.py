@@ -98,7 +98,7 @@ async def chat_completions(request: Request) -> Response[bytes] | Stream:
                           if plan.json_schema is not None else _format_schema(req)),
         stop=stops(req), tenant=tenant(request), session=session if i == 0 else None,
         top_logprobs=(req.top_logprobs or 0) if req.logprobs else None,
-        ignore_eos=req.ignore_eos,
+        ignore_eos=req.ignore_eos, use_cache=req.cache_prompt,
     ) for i in range(req.n)]
     streams = [await rt.engine.submit(g) for g in gen]
     ident, created = new_id("chatcmpl"), now()

@@ -94,7 +94,8 @@ async def completions(request: Request) -> Response[bytes] | Stream:
                 model=req.model, prompt_tokens=tokens, max_tokens=max_tokens,
                 sampling=sampling(req, seed_offset=i), stop=stops(req), tenant=tenant(request),
                 session=session if (p, i) == (0, 0) else None,
-                top_logprobs=req.logprobs, ignore_eos=req.ignore_eos))
+                top_logprobs=req.logprobs, ignore_eos=req.ignore_eos,
+                use_cache=req.cache_prompt))
     streams = [await rt.engine.submit(g) for g in gens]
     ident, created = new_id("cmpl"), now()
     echo = texts if req.echo else None

@@ -78,8 +78,11 @@ class Choice:
     token_ids: list[int] = field(default_factory=list)
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None
 
     def add(self, ev: TokenEvent) -> None:
+        if ev.prompt_logprobs is not None:
+            self.prompt_logprobs = ev.prompt_logprobs
         self.text.append(ev.text)
         self.logprobs.extend(ev.logprobs)
         self.token_ids.extend(ev.token_ids)
@@ -90,6 +93,11 @@ class Choice:
     @property
     def content(self) -> str:
         return "".join(self.text)
+
+    @property
+    def score(self) -> float:
+        """Summed logprob of the generated tokens (needs logprobs on the request)."""
+        return sum(lp.logprob for lp in self.logprobs if lp.logprob is not None)
 
 
 async def merged(streams: list[AsyncIterator[TokenEvent]]) -> AsyncIterator[tuple[int,

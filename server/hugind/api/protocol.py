@@ -48,6 +48,7 @@ class SamplingFields(Request, kw_only=True):
     prompt_cache_key: str | None = None
     ignore_eos: bool = False
     grammar: str | None = None
+    cache_prompt: bool = True
 
 
 class ContentPart(Request, kw_only=True):

@@ -7,13 +7,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from hugind.engine.types import GenerationRequest, ModelInfo, TokenEvent
+from hugind.engine.types import FimTokens, GenerationRequest, ModelInfo, TokenEvent
 
 
 class Engine(Protocol):
     def models(self) -> list[ModelInfo]: ...
 
     def resolve_model(self, name: str) -> ModelInfo | None: ...
+
+    def fim_tokens(self, model: str) -> FimTokens | None: ...
 
     async def chat_prompt(self, model: str, messages: list[dict[str, Any]], *,
                           tools: list[dict[str, Any]] | None = None,

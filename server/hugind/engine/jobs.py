@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hugind.engine.stops import TextStream
-from hugind.engine.types import GenerationRequest, TokenEvent
+from hugind.engine.types import GenerationRequest, TokenEvent, TokenLogprob
 
 
 @dataclass(eq=False)
@@ -31,6 +31,7 @@ class Job:
     cached_tokens: int = 0
     store_session: bool = True
     done: bool = False
+    prompt_lps: list[TokenLogprob] | None = None  # filled while prefilling, when requested
 
     def emit(self, event: TokenEvent) -> None:
         try:

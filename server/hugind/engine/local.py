@@ -21,7 +21,7 @@ from hugind.config import Config, ModelConfig
 from hugind.engine.embedding import EmbeddingWorker
 from hugind.engine.jobs import Job
 from hugind.engine.prompt import ChatTemplate, compile_template, with_tool_instructions
-from hugind.engine.types import GenerationRequest, ModelInfo, TokenEvent
+from hugind.engine.types import FimTokens, GenerationRequest, ModelInfo, TokenEvent
 from hugind.engine.worker import ModelWorker
 from hugind.errors import (
     ContextLengthError,
@@ -242,6 +242,15 @@ class LocalEngine:
                     f"token id {t} is out of range for model '{model}' (vocabulary size "
                     f"{vocab.n_vocab})", param=f"tokens[{i}]")
         return vocab
+
+    def fim_tokens(self, model: str) -> FimTokens | None:
+        """The model's fill-in-the-middle tokens, or None when its vocab lacks any of them."""
+        vocab = self._ready(model, "generate").vocab
+        assert vocab is not None
+        if min(vocab.fim_pre, vocab.fim_suf, vocab.fim_mid) < 0:
+            return None
+        bos = vocab.bos if vocab.add_bos and vocab.bos >= 0 else None
+        return FimTokens(vocab.fim_pre, vocab.fim_suf, vocab.fim_mid, bos)
 
     async def chat_prompt(self, model: str, messages: list[dict[str, Any]], *,
                           tools: list[dict[str, Any]] | None = None,

@@ -50,6 +50,10 @@ class GenerationRequest:
     session: str | None = None
     top_logprobs: int | None = None
     ignore_eos: bool = False
+    use_cache: bool = True  # False: prefill everything, reuse nothing
+    # Set: prefill the whole prompt (no prefix reuse) and report each prompt token's logprob
+    # with this many alternatives, once, in ``TokenEvent.prompt_logprobs``.
+    prompt_logprobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,11 @@ class TopLogprob:
 
 @dataclass(frozen=True)
 class TokenLogprob:
+    """A token's log-probability. ``logprob`` is None only for the first prompt token, which
+    nothing predicts."""
+
     token: str
-    logprob: float
+    logprob: float | None
     bytes: list[int]
     top: list[TopLogprob]
 
@@ -88,6 +95,17 @@ class TokenEvent:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     error: Exception | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None  # once, when the request asked for them
+
+
+@dataclass(frozen=True)
+class FimTokens:
+    """A model's fill-in-the-middle token ids; ``bos`` is None when it adds no BOS."""
+
+    prefix: int
+    suffix: int
+    middle: int
+    bos: int | None = None
 
 
 @dataclass(frozen=True)

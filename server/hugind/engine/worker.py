@@ -301,7 +301,9 @@ class ModelWorker:
             assert req.session is not None
             self._restore(slot, req.tenant, req.session)
         prompt = req.prompt_tokens
-        n = min(common_prefix(slot.tokens, prompt), len(prompt) - 1)
+        # Prompt logprobs need every prompt token's logits, so such a request reuses nothing.
+        reuse = req.use_cache and req.prompt_logprobs is None
+        n = min(common_prefix(slot.tokens, prompt), len(prompt) - 1) if reuse else 0
         if n < len(slot.tokens) and not (ctx.can_rewind and ctx.seq_rm(slot.seq, n, -1)):
             ctx.seq_clear(slot.seq)
             n = 0
@@ -312,6 +314,10 @@ class ModelWorker:
         job.slot = slot
         job.pending = list(prompt[n:])
         job.cached_tokens = n
+        if req.prompt_logprobs is not None:
+            first = ctx.vocab.piece(prompt[0])
+            job.prompt_lps = [TokenLogprob(first.decode("utf-8", "replace"), None, list(first),
+                                           [])]
         job.text = TextStream(req.stop)
         job.sampler = self._make_sampler(job)
         self.counters.requests += 1
@@ -359,19 +365,22 @@ class ModelWorker:
             slot.tokens.append(job.next_token)
             job.next_token = None
             budget -= 1
-        for job in self._active:
-            if not job.pending or budget <= 0:
-                continue
+        # Prompt tokens of one sequence per step: mixing two sequences' prefill in one batch
+        # changes llama.cpp's numerics, while decode tokens beside a prefill do not.
+        job = next((j for j in self._active if j.pending), None)
+        scored: tuple[Job, int, list[int]] | None = None
+        if job is not None and budget > 0:
             slot = job.slot
             chunk = job.pending[:budget]
             job.pending = job.pending[len(chunk):]
             start = len(slot.tokens)
+            if job.prompt_lps is not None:  # row i predicts the token after chunk[i]
+                scored = (job, len(tokens), chunk + job.pending[:1])
             tokens.extend(chunk)
             pos.extend(range(start, start + len(chunk)))
             seqs.extend([slot.seq] * len(chunk))
-            logits.extend([False] * len(chunk))
+            logits.extend([job.prompt_lps is not None] * len(chunk))
             slot.tokens.extend(chunk)
-            budget -= len(chunk)
             self.counters.prefilled_tokens += len(chunk)
             if not job.pending:
                 logits[-1] = True
@@ -383,8 +392,19 @@ class ModelWorker:
         if rc != 0:
             self._decode_failed(rc)
             return
+        if scored is not None:
+            self._score_prompt(*scored)
         for job, row in rows:
             self._sample(job, row)
+
+    def _score_prompt(self, job: Job, first_row: int, tokens: list[int]) -> None:
+        """Logprobs of the prompt tokens this chunk predicts; emitted once prefill is done."""
+        assert job.prompt_lps is not None
+        top_n = job.req.prompt_logprobs or 0
+        for i in range(len(tokens) - 1):
+            job.prompt_lps.append(self._logprob(first_row + i, tokens[i + 1], top_n))
+        if not job.pending and not job.cancelled:
+            job.emit(TokenEvent("", prompt_logprobs=job.prompt_lps))
 
     def _decode_failed(self, rc: int) -> None:
         log.error("llama_decode returned %d for model %s", rc, self.name)
@@ -400,8 +420,11 @@ class ModelWorker:
         assert ctx is not None and job.text is not None
         if job.cancelled:
             return
-        token = job.sampler.sample(ctx, row)
         req = job.req
+        if req.max_tokens <= 0:  # scoring only (echo with max_tokens 0): nothing to generate
+            self._finish(job, FinishReason.LENGTH)
+            return
+        token = job.sampler.sample(ctx, row)
         lps = [self._logprob(row, token, req.top_logprobs)] if req.top_logprobs is not None else []
         if ctx.vocab.is_eog(token) and not req.ignore_eos:
             self._finish(job, FinishReason.STOP, tail=job.text.flush())

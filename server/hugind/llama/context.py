@@ -136,8 +136,7 @@ class GenerationContext:
         self.vocab = Vocab(self._model)
         self.metadata = read_metadata(self._model)
         self.n_seq = params.n_seq
-        self.n_ctx_seq = llama_cpp.llama_n_ctx_seq(ctx) if hasattr(
-            llama_cpp, "llama_n_ctx_seq") else llama_cpp.llama_n_ctx(ctx) // params.n_seq
+        self.n_ctx_seq = min(params.n_ctx, llama_cpp.llama_n_ctx(ctx))
         self.n_batch = llama_cpp.llama_n_batch(ctx)
         self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(self._model)
         self.n_swa = llama_cpp.llama_model_n_swa(self._model)

@@ -69,16 +69,22 @@ def default_threads() -> int:
 def context_params(p: ModelParams) -> llama_cpp.llama_context_params:
     cp = llama_cpp.llama_context_default_params()
     cp.n_seq_max = p.n_seq
-    # Each sequence gets the full n_ctx of its own (non-unified KV), so one user's long
-    # conversation never starves another's.
-    cp.kv_unified = False
+    # One unified KV buffer with room for every sequence's full n_ctx. Unified (not one stream
+    # per sequence) because llama.cpp's multi-stream batches change a prefilling sequence's
+    # numerics, and Hugind promises identical output alone, batched or resumed.
+    cp.kv_unified = True
     cp.n_ctx = p.n_ctx * p.n_seq
     cp.n_batch = p.n_batch
     cp.n_ubatch = p.n_ubatch or min(p.n_batch, 512)
     threads = p.threads or default_threads()
     cp.n_threads = threads
     cp.n_threads_batch = p.threads_batch or threads
-    cp.flash_attn_type = -1 if p.flash_attn is None else int(p.flash_attn)
+    if p.flash_attn is None:
+        # On the CPU, flash attention makes a token's KV depend on how the prompt was split
+        # into batches, so a resumed session would drift from a fresh run; off there is exact.
+        cp.flash_attn_type = -1 if gpu_layers(p) != 0 else 0
+    else:
+        cp.flash_attn_type = int(p.flash_attn)
     cp.type_k = CACHE_TYPES[p.cache_type_k]
     cp.type_v = CACHE_TYPES[p.cache_type_v]
     cp.swa_full = p.swa_full

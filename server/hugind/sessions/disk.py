@@ -1,0 +1,245 @@
+"""The disk tier: one file per conversation, written atomically, verified on read.
+
+File layout (little-endian)::
+
+    b"HGSN" | u32 format version | u32 header length | header JSON
+    | i32 tokens[n_tokens] | state bytes[data_len] | sha256 of everything before
+
+The header holds the tenant, the conversation name, the model fingerprint (file hash and the
+context parameters that shape the KV state), ``n_tokens`` and ``data_len``. A file that is short,
+fails its checksum, has another version or another fingerprint is deleted with one log line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import struct
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"HGSN"
+VERSION = 1
+SUFFIX = ".session"
+_PREFIX = struct.Struct("<4sII")
+_DIGEST = 32
+_MAX_HEADER = 1 << 20
+
+
+class _BadFileError(Exception):
+    pass
+
+
+def file_name(tenant: str, name: str) -> str:
+    """Conversation names are client text: hash them into a safe, fixed-length file name."""
+    digest = hashlib.sha256(f"{tenant}\0{name}".encode()).hexdigest()[:40]
+    return digest + SUFFIX
+
+
+def _canonical(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(json.dumps(fingerprint, sort_keys=True)))
+
+
+def encode(tenant: str, name: str, tokens: list[int], data: bytes,
+           fingerprint: dict[str, Any]) -> bytes:
+    header = json.dumps({
+        "tenant": tenant, "name": name, "fingerprint": _canonical(fingerprint),
+        "n_tokens": len(tokens), "data_len": len(data),
+    }, sort_keys=True).encode()
+    body = b"".join([
+        _PREFIX.pack(MAGIC, VERSION, len(header)), header,
+        np.asarray(tokens, dtype="<i4").tobytes(), data,
+    ])
+    return body + hashlib.sha256(body).digest()
+
+
+def _read_header(raw: bytes) -> tuple[dict[str, Any], int]:
+    if len(raw) < _PREFIX.size:
+        raise _BadFileError("too short")
+    magic, version, n_header = _PREFIX.unpack_from(raw)
+    if magic != MAGIC:
+        raise _BadFileError("not a Hugind session file")
+    if version != VERSION:
+        raise _BadFileError(f"format version {version}, expected {VERSION}")
+    if n_header > _MAX_HEADER or len(raw) < _PREFIX.size + n_header:
+        raise _BadFileError("truncated header")
+    try:
+        header = json.loads(raw[_PREFIX.size:_PREFIX.size + n_header])
+    except ValueError:
+        raise _BadFileError("unreadable header") from None
+    if not isinstance(header, dict):
+        raise _BadFileError("unreadable header")
+    return header, _PREFIX.size + n_header
+
+
+def decode(raw: bytes, fingerprint: dict[str, Any]) -> tuple[dict[str, Any], list[int], bytes]:
+    """Verify and split a file; raises ``_BadFileError`` saying why it is unusable."""
+    header, offset = _read_header(raw)
+    try:
+        n_tokens, data_len = int(header["n_tokens"]), int(header["data_len"])
+    except (KeyError, TypeError, ValueError):
+        raise _BadFileError("header lacks sizes") from None
+    end = offset + 4 * n_tokens + data_len
+    if len(raw) != end + _DIGEST:
+        raise _BadFileError(f"{len(raw)} bytes, expected {end + _DIGEST} (truncated?)")
+    if hashlib.sha256(raw[:end]).digest() != raw[end:]:
+        raise _BadFileError("checksum mismatch")
+    if header.get("fingerprint") != _canonical(fingerprint):
+        raise _BadFileError("written for another model or context configuration")
+    tokens = np.frombuffer(raw, dtype="<i4", count=n_tokens, offset=offset).tolist()
+    return header, tokens, raw[offset + 4 * n_tokens:end]
+
+
+@dataclass
+class DiskEntry:
+    tenant: str
+    name: str
+    n_tokens: int
+    size: int
+    last_used: float
+    path: Path
+
+
+class DiskTier:
+    """Session files under ``root``; LRU by last use within ``budget_bytes``, none older than
+    ``ttl_s``. Existing files are indexed at construction, so sessions survive a restart."""
+
+    def __init__(self, root: Path, fingerprint: dict[str, Any], *, budget_bytes: int,
+                 ttl_s: float) -> None:
+        self.root = Path(root)
+        self.fingerprint = fingerprint
+        self.budget_bytes = budget_bytes
+        self.ttl_s = ttl_s
+        self.discarded = 0
+        self._bytes = 0  # kept as a counter so stats can be read from another thread
+        self._entries: OrderedDict[tuple[str, str], DiskEntry] = OrderedDict()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._scan()
+        self.enforce()
+
+    @property
+    def total_bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def n_entries(self) -> int:
+        return len(self._entries)
+
+    def entries(self) -> list[DiskEntry]:
+        return list(self._entries.values())
+
+    def get_entry(self, tenant: str, name: str) -> DiskEntry | None:
+        return self._entries.get((tenant, name))
+
+    def save(self, tenant: str, name: str, tokens: list[int], data: bytes,
+             last_used: float | None = None) -> None:
+        blob = encode(tenant, name, tokens, data, self.fingerprint)
+        key = (tenant, name)
+        self._remove(key)
+        if len(blob) > self.budget_bytes:
+            return  # could never fit; keeping it would only evict everyone else
+        path = self.root / file_name(tenant, name)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=SUFFIX)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+            Path(tmp).replace(path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                Path(tmp).unlink()
+            raise
+        when = time.time() if last_used is None else last_used
+        with contextlib.suppress(OSError):
+            os.utime(path, (when, when))
+        self._entries[key] = DiskEntry(tenant, name, len(tokens), len(blob), when, path)
+        self._bytes += len(blob)
+        self.enforce()
+
+    def load(self, tenant: str, name: str) -> tuple[list[int], bytes] | None:
+        entry = self._entries.get((tenant, name))
+        if entry is None:
+            return None
+        try:
+            raw = entry.path.read_bytes()
+            header, tokens, data = decode(raw, self.fingerprint)
+            if (header.get("tenant"), header.get("name")) != (tenant, name):
+                raise _BadFileError("belongs to another conversation")
+        except (OSError, _BadFileError) as exc:
+            self._discard(entry.path, str(exc))
+            self._forget((tenant, name))
+            return None
+        return tokens, data
+
+    def delete(self, tenant: str, name: str) -> bool:
+        return self._remove((tenant, name))
+
+    def enforce(self, now: float | None = None) -> None:
+        """Delete files past their TTL, then the least recently used while over budget."""
+        now = time.time() if now is None else now
+        for key, e in list(self._entries.items()):
+            if now - e.last_used > self.ttl_s:
+                self._remove(key)
+        total = self.total_bytes
+        while total > self.budget_bytes and self._entries:
+            key, e = next(iter(self._entries.items()))
+            total -= e.size
+            self._remove(key)
+
+    def _forget(self, key: tuple[str, str]) -> DiskEntry | None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry.size
+        return entry
+
+    def _remove(self, key: tuple[str, str]) -> bool:
+        entry = self._forget(key)
+        if entry is None:
+            return False
+        with contextlib.suppress(OSError):
+            entry.path.unlink()
+        return True
+
+    def _discard(self, path: Path, why: str) -> None:
+        log.warning("discarding session file %s: %s", path.name, why)
+        self.discarded += 1
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+    def _scan(self) -> None:
+        found: list[DiskEntry] = []
+        for path in self.root.glob("*" + SUFFIX):
+            if path.name.startswith(".tmp-"):
+                with contextlib.suppress(OSError):
+                    path.unlink()  # left by a crash mid-write
+                continue
+            try:
+                stat = path.stat()
+                with path.open("rb") as f:
+                    head = f.read(_PREFIX.size + _MAX_HEADER)
+                header, _ = _read_header(head)
+                if header.get("fingerprint") != _canonical(self.fingerprint):
+                    raise _BadFileError("written for another model or context configuration")
+                entry = DiskEntry(str(header["tenant"]), str(header["name"]),
+                                  int(header["n_tokens"]), stat.st_size, stat.st_mtime, path)
+                if path.name != file_name(entry.tenant, entry.name):
+                    raise _BadFileError("file name does not match its conversation")
+            except (OSError, _BadFileError, KeyError, TypeError, ValueError) as exc:
+                self._discard(path, str(exc) or type(exc).__name__)
+                continue
+            found.append(entry)
+        for e in sorted(found, key=lambda e: e.last_used):
+            self._entries[(e.tenant, e.name)] = e
+            self._bytes += e.size

@@ -1,0 +1,211 @@
+"""Per-user KV sessions on the real model: resume == fresh, tiers, isolation, batching."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import model_config
+from tests.servers import HugindProcess
+
+pytestmark = pytest.mark.model
+
+KEYS = ["sess-key-one-1111", "sess-key-two-2222"]
+QUESTIONS = ["Tell me about whales.", "And about dolphins?", "Which one is bigger?"]
+
+
+def _cfg(gemma_path: Path, *, parallel: int, ram_mb: int, max_queue: int = 16) -> dict[str, Any]:
+    cfg = model_config(gemma_path, parallel=parallel, max_queue=max_queue)
+    cfg["server"]["api_keys"] = KEYS
+    cfg["sessions"]["ram_budget_mb"] = ram_mb
+    cfg["models"] = cfg["models"][:1]
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def ram_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory,
+               ) -> Iterator[HugindProcess]:
+    """Two slots and a roomy RAM tier: a third user pushes the least recent one to RAM."""
+    proc = HugindProcess(_cfg(gemma_path, parallel=2, ram_mb=256),
+                         tmp_path_factory.mktemp("ram"), name="ram").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def disk_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                ) -> Iterator[HugindProcess]:
+    """One slot and no RAM budget: every evicted conversation goes straight to disk."""
+    proc = HugindProcess(_cfg(gemma_path, parallel=1, ram_mb=0, max_queue=1),
+                         tmp_path_factory.mktemp("disk"), name="disk").start()
+    yield proc
+    proc.stop()
+
+
+def chat(url: str, messages: list[dict[str, str]], *, key: str = KEYS[0],
+         user: str | None = None, cache: bool = True, max_tokens: int = 12,
+         **extra: Any) -> dict[str, Any]:
+    body = {"model": "gemma", "messages": messages, "max_tokens": max_tokens, "temperature": 0,
+            "cache_prompt": cache, **extra}
+    if user is not None:
+        body["user"] = user
+    r = httpx.post(url + "/v1/chat/completions", json=body, timeout=120,
+                   headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def stats(url: str) -> dict[str, Any]:
+    r = httpx.get(url + "/v1/sessions/stats", headers={"Authorization": f"Bearer {KEYS[0]}"})
+    return r.json()["gemma"]
+
+
+def conversation(url: str, user: str, turns: int, **kw: Any,
+                 ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    messages: list[dict[str, str]] = []
+    replies = []
+    for q in QUESTIONS[:turns]:
+        messages.append({"role": "user", "content": q})
+        r = chat(url, messages, user=user, **kw)
+        replies.append(r)
+        messages.append({"role": "assistant", "content": r["choices"][0]["message"]["content"]})
+    return messages, replies
+
+
+def cached(r: dict[str, Any]) -> int:
+    return int(r["usage"]["prompt_tokens_details"]["cached_tokens"])
+
+
+def test_resume_from_resident_equals_fresh(ram_server: HugindProcess) -> None:
+    url = ram_server.url
+    messages, replies = conversation(url, "alice", 3)
+    assert cached(replies[0]) == 0
+    assert all(cached(r) > 0 for r in replies[1:])
+    for i in range(1, 3):
+        prefix = messages[: 2 * i + 1]
+        fresh = chat(url, prefix, user=None, cache=False)
+        assert cached(fresh) == 0
+        assert fresh["choices"][0]["message"] == replies[i]["choices"][0]["message"]
+
+
+def test_resume_from_ram_equals_fresh(ram_server: HugindProcess) -> None:
+    url = ram_server.url
+    before = stats(url)
+    messages, _ = conversation(url, "bob", 1)
+    conversation(url, "carol", 1)
+    conversation(url, "dave", 1)  # two slots: bob's KV goes to RAM
+    messages.append({"role": "user", "content": QUESTIONS[1]})
+    resumed = chat(url, messages, user="bob")
+    after = stats(url)
+    assert after["restored_ram"] > before["restored_ram"]
+    assert cached(resumed) > 0
+    fresh = chat(url, messages, cache=False)
+    assert fresh["choices"][0]["message"] == resumed["choices"][0]["message"]
+
+
+def test_keys_are_isolated(ram_server: HugindProcess) -> None:
+    url = ram_server.url
+    conversation(url, "shared-name", 2, key=KEYS[0])
+    other = chat(url, [{"role": "user", "content": QUESTIONS[0]}], user="shared-name",
+                 key=KEYS[1])
+    assert cached(other) == 0
+    h0 = {"Authorization": f"Bearer {KEYS[0]}"}
+    h1 = {"Authorization": f"Bearer {KEYS[1]}"}
+    mine = httpx.get(url + "/v1/sessions", headers=h0).json()["data"]
+    assert any(s["name"] == "shared-name" and s["tokens"] > 0 for s in mine)
+    theirs = httpx.get(url + "/v1/sessions", headers=h1).json()["data"]
+    assert {s["name"] for s in theirs} == {"shared-name"}
+    assert httpx.get(url + "/v1/sessions/alice", headers=h1).status_code == 404
+    assert httpx.delete(url + "/v1/sessions/alice", headers=h1).status_code == 404
+    assert httpx.get(url + "/v1/sessions/alice", headers=h0).status_code == 200
+    assert httpx.delete(url + "/v1/sessions/alice", headers=h0).status_code == 200
+    assert httpx.get(url + "/v1/sessions/alice", headers=h0).status_code == 404
+
+
+def test_concurrent_streams_equal_solo(ram_server: HugindProcess) -> None:
+    url = ram_server.url
+    prompts = ["The moon is", "My favourite food is", "In the year 2000,", "Cats like to"]
+    params = [{"temperature": 0}, {"temperature": 0.8, "seed": 5},
+              {"temperature": 1.2, "top_p": 0.9, "seed": 9}, {"temperature": 0.5, "top_k": 20,
+                                                             "seed": 3}]
+
+    def run(i: int) -> str:
+        r = httpx.post(url + "/v1/completions", timeout=120,
+                       headers={"Authorization": f"Bearer {KEYS[1]}"},
+                       json={"model": "gemma", "prompt": prompts[i], "max_tokens": 16,
+                             "cache_prompt": False, **params[i]})
+        assert r.status_code == 200, r.text
+        return str(r.json()["choices"][0]["text"])
+
+    solo = [run(i) for i in range(4)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(run, range(4)))
+    assert together == solo
+
+
+def test_disconnect_frees_sequence(ram_server: HugindProcess) -> None:
+    url = ram_server.url
+    before = stats(url)["cancelled"]
+    with httpx.stream("POST", url + "/v1/completions", timeout=60,
+                      headers={"Authorization": f"Bearer {KEYS[0]}"},
+                      json={"model": "gemma", "prompt": "Count: 1, 2,", "max_tokens": 400,
+                            "ignore_eos": True, "stream": True}) as r:
+        for n, _ in enumerate(r.iter_lines()):
+            if n > 6:
+                break
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        s = stats(url)
+        if s["active_sequences"] == 0 and s["cancelled"] > before:
+            break
+        time.sleep(0.1)
+    assert s["active_sequences"] == 0
+    assert s["cancelled"] > before
+    assert s["generated_tokens"] < 10_000
+
+
+def test_disk_tier_and_restart(disk_server: HugindProcess) -> None:
+    url = disk_server.url
+    messages, _ = conversation(url, "erin", 1)
+    conversation(url, "frank", 1)  # one slot, no RAM budget: erin goes to disk
+    assert stats(url)["disk_sessions"] >= 1
+    messages.append({"role": "user", "content": QUESTIONS[1]})
+    resumed = chat(url, messages, user="erin")
+    assert stats(url)["restored_disk"] >= 1
+    assert cached(resumed) > 0
+    fresh = chat(url, messages, cache=False)
+    assert fresh["choices"][0]["message"] == resumed["choices"][0]["message"]
+    messages.append({"role": "assistant", "content": resumed["choices"][0]["message"]["content"]})
+    messages.append({"role": "user", "content": QUESTIONS[2]})
+    chat(url, messages[:-2], user="erin")  # erin's session now holds turn 2
+    disk_server.stop()
+    disk_server.start()
+    after_restart = chat(disk_server.url, messages, user="erin")
+    assert cached(after_restart) > 0
+    assert stats(disk_server.url)["restored_disk"] == 1
+    fresh = chat(disk_server.url, messages, cache=False)
+    assert fresh["choices"][0]["message"] == after_restart["choices"][0]["message"]
+
+
+def test_full_queue_gives_429(disk_server: HugindProcess) -> None:
+    url = disk_server.url
+
+    def run(_: int) -> httpx.Response:
+        return httpx.post(url + "/v1/completions", timeout=120,
+                          headers={"Authorization": f"Bearer {KEYS[0]}"},
+                          json={"model": "gemma", "prompt": "List of numbers:", "max_tokens": 48,
+                                "ignore_eos": True})
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(run, range(6)))
+    codes = [r.status_code for r in results]
+    assert 429 in codes and 200 in codes, codes
+    limited = next(r for r in results if r.status_code == 429)
+    assert limited.headers.get("retry-after")
+    assert limited.json()["error"]["type"] == "rate_limit_error"

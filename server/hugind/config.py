@@ -86,6 +86,7 @@ class ModelConfig(Base):
     parallel: Annotated[int, Meta(ge=1, le=256)] = 4
     max_queue: NonNegInt = 64
     swa_full: bool = True
+    batch_invariant: bool = False
     seed: int | None = None
     max_tokens: PositiveInt | None = None
 

@@ -128,25 +128,43 @@ def test_keys_are_isolated(ram_server: HugindProcess) -> None:
     assert httpx.get(url + "/v1/sessions/alice", headers=h0).status_code == 404
 
 
-def test_concurrent_streams_equal_solo(ram_server: HugindProcess) -> None:
-    url = ram_server.url
-    prompts = ["The moon is", "My favourite food is", "In the year 2000,", "Cats like to"]
-    params = [{"temperature": 0}, {"temperature": 0.8, "seed": 5},
-              {"temperature": 1.2, "top_p": 0.9, "seed": 9}, {"temperature": 0.5, "top_k": 20,
-                                                             "seed": 3}]
+CONCURRENT_PROMPTS = ["The moon is", "My favourite food is", "In the year 2000,", "Cats like to"]
+CONCURRENT_PARAMS = [{"temperature": 0}, {"temperature": 0.8, "seed": 5},
+                     {"temperature": 1.2, "top_p": 0.9, "seed": 9},
+                     {"temperature": 0.5, "top_k": 20, "seed": 3}]
 
+
+def solo_and_together(url: str) -> tuple[list[str], list[str], dict[str, Any]]:
     def run(i: int) -> str:
         r = httpx.post(url + "/v1/completions", timeout=120,
                        headers={"Authorization": f"Bearer {KEYS[1]}"},
-                       json={"model": "gemma", "prompt": prompts[i], "max_tokens": 16,
-                             "cache_prompt": False, **params[i]})
+                       json={"model": "gemma", "prompt": CONCURRENT_PROMPTS[i], "max_tokens": 16,
+                             "cache_prompt": False, **CONCURRENT_PARAMS[i]})
         assert r.status_code == 200, r.text
         return str(r.json()["choices"][0]["text"])
 
     solo = [run(i) for i in range(4)]
+    before = stats(url)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         together = list(pool.map(run, range(4)))
+    after = stats(url)
+    delta = {k: after[k] - before[k] for k in ("steps", "generated_tokens")}
+    return solo, together, delta
+
+
+def test_four_batched_streams_equal_solo(gemma_path: Path,
+                                         tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`batch_invariant: true`, four slots: four streams with different sampling parameters
+    decoded in one batch each equal their solo runs, bit for bit."""
+    cfg = _cfg(gemma_path, parallel=4, ram_mb=64)
+    cfg["models"][0]["batch_invariant"] = True
+    proc = HugindProcess(cfg, tmp_path_factory.mktemp("exact"), name="exact").start()
+    try:
+        solo, together, delta = solo_and_together(proc.url)
+    finally:
+        proc.stop()
     assert together == solo
+    assert delta["generated_tokens"] >= 2 * delta["steps"]
 
 
 def test_disconnect_frees_sequence(ram_server: HugindProcess) -> None:

@@ -65,7 +65,8 @@ def _params(cfg: ModelConfig, path: Path) -> ModelParams:
         tensor_split=cfg.tensor_split, n_ctx=cfg.n_ctx, n_batch=cfg.n_batch, n_ubatch=cfg.n_ubatch,
         threads=cfg.threads, threads_batch=cfg.threads_batch, flash_attn=cfg.flash_attn,
         cache_type_k=cfg.cache_type_k, cache_type_v=cfg.cache_type_v, n_seq=cfg.parallel,
-        swa_full=cfg.swa_full, embedding=cfg.embedding, pooling=cfg.pooling,
+        swa_full=cfg.swa_full, batch_invariant=cfg.batch_invariant,
+        embedding=cfg.embedding, pooling=cfg.pooling,
     )
 
 

@@ -207,5 +207,7 @@ class GenerationContext:
             "type_k": self.params.cache_type_k,
             "type_v": self.params.cache_type_v,
             "swa_full": self.params.swa_full,
+            "batch_invariant": self.params.batch_invariant,
+            "kv_layout": "per-sequence",
             "n_params": int(llama_cpp.llama_model_n_params(self._model)),
         }

@@ -5,6 +5,7 @@ python -m bench run --target "mine=http://127.0.0.1:8080,model=gemma-3-270m,key=
 python -m bench report bench/results/<dir>/results.json
 python -m bench peers --start llama-server          # start peers, print URLs, wait
 python -m bench model-path                          # the Gemma 3 270M GGUF
+python -m bench memory --users 100                  # Hugind RSS as users pile up
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from bench import SCHEMA
+from bench import SCHEMA, memory
 from bench.client import HttpRunner, Runner, Target, probe_capabilities
 from bench.machine import machine_facts
 from bench.peers import KINDS, ManagedServer, PeerConfig, PeerError, default_model_path
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.set_defaults(func=cmd_run)
 
+    memory.add_parser(sub)
     rep = sub.add_parser("report", help="re-render results.md and PNGs from a results.json")
     rep.add_argument("json", type=Path)
     rep.set_defaults(func=cmd_report)

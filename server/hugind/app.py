@@ -50,8 +50,11 @@ def create_app(config: Config, *, engine: Engine | None = None,
         from hugind.api.forward import forward_route_handlers, forward_to_provider
         from hugind.providers import ProviderRouter
 
+        # Local names come from the engine (an injected one may serve other models than the
+        # config lists); a local name is never forwarded nor listed as remote.
+        local_names = {n for m in engine.models() for n in (m.id, *m.aliases)}
         provider_router = ProviderRouter(
-            list(config.providers), {n for m in config.models for n in m.names})
+            list(config.providers), local_names | {n for m in config.models for n in m.names})
         router = provider_router
 
         async def forward(request: Any, model: str) -> Any:

@@ -66,8 +66,14 @@ def _check(config: Config, path: str) -> int:
         print(f"model {m.id}{aliases}: {kind}, {describe_source(m)}, device {m.device}, "
               f"n_ctx {m.n_ctx}, parallel {m.parallel}")
     for p in config.providers:
-        print(f"provider {p.name}: {p.base_url}, {len(p.api_keys) + len(p.api_key_files)} key "
-              f"source(s), models {p.models or ['*']}")
+        # Keys are counted, never shown; load_config has already read every key file.
+        n_keys = len(p.all_api_keys())
+        endpoints = ", ".join(p.endpoints) if p.endpoints is not None else "all non-native"
+        print(f"provider {p.name}: {p.base_url}, {n_keys} key(s) "
+              f"({len(p.api_key_files)} key file(s)), models [{', '.join(p.models)}], "
+              f"endpoints [{endpoints}], timeout connect {p.timeout.connect_s:g}s "
+              f"read {p.timeout.read_s:g}s, max_retries {p.max_retries}, "
+              f"cooldown {p.cooldown_s:g}s")
     return 0
 
 
@@ -92,7 +98,11 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except ConfigError as exc:  # a key file that went away since the config was loaded
+        print(f"hugind: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     uvicorn.run(app, host=host, port=port, log_level=level.lower(), access_log=False,
                 timeout_graceful_shutdown=10)
     return 0

@@ -53,7 +53,7 @@ class ServerConfig(Base):
     def __post_init__(self) -> None:
         for i, key in enumerate(self.api_keys):
             if not key.strip():
-                raise ValueError(f"api_keys[{i}] is empty (is its environment variable set?)")
+                raise ValueError(f"api_keys[{i}]: is empty (is its environment variable set?)")
 
 
 class HFSource(Base):
@@ -138,10 +138,10 @@ class ProviderConfig(Base):
     def __post_init__(self) -> None:
         for i, key in enumerate(self.api_keys):
             if not key.strip():
-                raise ValueError(f"api_keys[{i}] is empty (is its environment variable set?)")
+                raise ValueError(f"api_keys[{i}]: is empty (is its environment variable set?)")
         for i, pattern in enumerate(self.models):
             if not pattern.strip("/ "):
-                raise ValueError(f"models[{i}] is empty")
+                raise ValueError(f"models[{i}]: is empty")
         for i, endpoint in enumerate(self.endpoints or []):
             path = endpoint.strip("/")
             path = path[3:] if path.startswith("v1/") else path
@@ -150,12 +150,36 @@ class ProviderConfig(Base):
                                  "models to this provider with `models` (e.g. '*')")
 
     def all_api_keys(self) -> list[str]:
-        """Keys from ``api_keys`` then from each file in ``api_key_files`` (one per line)."""
+        """Keys from ``api_keys`` then from each file in ``api_key_files``, in order.
+
+        Raises:
+            ConfigError: a key file cannot be read or holds no key (``api_key_files[i]``).
+        """
         keys = list(self.api_keys)
-        for name in self.api_key_files:
-            text = Path(name).expanduser().read_text(encoding="utf-8")
-            keys.extend(line.strip() for line in text.splitlines() if line.strip())
+        for i, name in enumerate(self.api_key_files):
+            keys.extend(read_key_file(name, f"api_key_files[{i}]"))
         return keys
+
+
+def read_key_file(name: str, key_path: str) -> list[str]:
+    """The keys in a key file: one per line; blank lines and ``#`` comments are skipped.
+
+    Raises:
+        ConfigError: the file cannot be read, or holds no key. The message names the file and
+            ``key_path``, never a line of the file.
+    """
+    path = Path(name).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(key_path, f"cannot read key file {str(path)!r}: "
+                          f"{exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(key_path, f"key file {str(path)!r} is not UTF-8 text") from None
+    keys = [s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#")]
+    if not keys:
+        raise ConfigError(key_path, f"key file {str(path)!r} holds no key")
+    return keys
 
 
 class Config(Base):
@@ -213,6 +237,11 @@ def _join(path: str, key: str) -> str:
 
 
 _AT_RE = re.compile(r" - at `\$(.*)`$")
+#: A ``__post_init__`` message that starts with the key it is about (``endpoints[0]: ...``).
+_KEY_PREFIX_RE = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])*(?:\.[A-Za-z_]\w*(?:\[\d+\])*)*): (.+)$",
+                            re.DOTALL)
+#: Keys whose values are credentials: a wrong value is never echoed back in a message.
+_SECRET_KEY_RE = re.compile(r"(?:^|\.)(?:api_keys|headers)(?:\[|\.|$)")
 
 
 def _value_at(data: Any, key_path: str) -> Any:
@@ -244,8 +273,13 @@ def _validation_error(exc: msgspec.ValidationError, data: Any) -> ConfigError:
         message = message[0].lower() + message[1:] if message else message
         message = message.replace("`", "")
         value = _value_at(data, raw_path)
-        if value is not None and not isinstance(value, (dict, list)):
+        if _SECRET_KEY_RE.search(key_path):
+            pass  # msgspec names only the type; the value may be a key
+        elif value is not None and not isinstance(value, (dict, list)):
             message = re.sub(r", got \w+$", "", message) + f", got {value!r}"
+        prefixed = _KEY_PREFIX_RE.match(message)
+        if prefixed:
+            key_path, message = _join(key_path, prefixed.group(1)), prefixed.group(2)
     return ConfigError(key_path, message)
 
 
@@ -283,17 +317,42 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError("", f"invalid YAML{where}: {problem}", source=str(p)) from None
     config = parse_config(data, source=str(p))
     base = p.resolve().parent
-    return _resolve_paths(config, base)
+    config = _resolve_paths(config, base)
+    _check_key_files(config, source=str(p))
+    return config
+
+
+def _check_key_files(config: Config, *, source: str) -> None:
+    """Every ``api_key_files`` entry must be readable and hold at least one key."""
+    for i, provider in enumerate(config.providers):
+        for j, name in enumerate(provider.api_key_files):
+            try:
+                read_key_file(name, f"providers[{i}].api_key_files[{j}]")
+            except ConfigError as exc:
+                raise ConfigError(exc.key_path, exc.message, source=source) from None
+
+
+def _resolve(name: str, base: Path) -> str:
+    """A relative path is relative to the config file's directory, else to the working one."""
+    if Path(name).expanduser().is_absolute():
+        return name
+    candidate = (base / name).resolve()
+    if not candidate.exists() and Path(name).exists():
+        candidate = Path(name).resolve()
+    return str(candidate)
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:
-    """Relative model paths are relative to the config file's directory's parent project."""
+    """Relative model paths and key files are relative to the config file's directory (or,
+    when nothing is there, to the working directory)."""
     models = []
     for model in config.models:
-        if model.path is not None and not Path(model.path).expanduser().is_absolute():
-            candidate = (base / model.path).resolve()
-            if not candidate.exists() and Path(model.path).exists():
-                candidate = Path(model.path).resolve()
-            model = msgspec.structs.replace(model, path=str(candidate))
+        if model.path is not None:
+            model = msgspec.structs.replace(model, path=_resolve(model.path, base))
         models.append(model)
-    return msgspec.structs.replace(config, models=models)
+    providers = [
+        msgspec.structs.replace(p, api_key_files=[_resolve(f, base) for f in p.api_key_files])
+        if p.api_key_files else p
+        for p in config.providers
+    ]
+    return msgspec.structs.replace(config, models=models, providers=providers)

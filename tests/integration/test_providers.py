@@ -251,6 +251,8 @@ def test_first_key_429_then_second_key_serves_and_activity_records_it(upstream) 
     assert events[0]["retry_after_s"] == 7
     keys = {k["key"]: k for k in admin["keys"]}
     assert keys["..." + KEY_429[-4:]]["state"] == "cooling_down"
+    # Retry-After (7s) wins over the configured cooldown (60s by default).
+    assert 0 < keys["..." + KEY_429[-4:]]["cooldown_remaining_s"] <= 7
     assert keys["..." + KEY_OK[-4:]]["state"] == "ready"
 
 
@@ -432,3 +434,26 @@ def test_native_routes_are_not_shadowed_by_the_catch_alls(upstream) -> None:
     assert admin["providers"][0]["name"] == "openai"
     assert admin["providers"][0]["keys"][0]["key"] == "..." + KEY_OK[-4:]
     assert KEY_OK not in json.dumps(admin)
+
+
+def test_models_merges_local_and_remote_and_local_wins(upstream) -> None:
+    from hugind.app import create_app
+    from tests.fakes import FakeEngine
+
+    fake, url = upstream
+    config = hugind_config(url, openai([KEY_OK], models=["fake", "gpt-4o-mini", "gpt-*"]),
+                           {"name": "backup", "api_keys": [KEY_OK], "models": ["gpt-4o-mini",
+                                                                                 "o3"]})
+    with serve_in_thread(create_app(config, engine=FakeEngine())) as base, \
+            httpx.Client(base_url=base, timeout=httpx.Timeout(10.0)) as client:
+        listed = [(m["id"], m["owned_by"]) for m in client.get("/v1/models").json()["data"]]
+        local = client.post("/v1/chat/completions", json=chat_body(model="fake"))
+        remote = client.post("/v1/chat/completions", json=chat_body())
+        speech = client.post("/v1/audio/speech", json={"model": "fake", "input": "x"})
+    assert speech.status_code == 404  # a local model is never sent to a provider
+    assert "'fake' is a local model" in speech.json()["error"]["message"]
+    assert listed == [("fake", "hugind"), ("fake-alias", "hugind"), ("fake-embed", "hugind"),
+                      ("gpt-4o-mini", "openai"), ("o3", "backup")]
+    assert local.status_code == 200 and local.json()["model"] == "fake"
+    assert remote.json()["choices"][0]["message"]["content"] == "hi"
+    assert [json.loads(r["body"])["model"] for r in fake.requests] == ["gpt-4o"]  # not "fake"

@@ -19,8 +19,11 @@ def _entries(rt: Runtime) -> list[dict[str, Any]]:
                                                        "n_ctx": m.n_ctx, "alias_of": m.id
                                                        if name != m.id else None}})
     if rt.remote_models is not None:
+        local = {entry["id"] for entry in out}
         for model_id, provider in rt.remote_models():
-            out.append({"id": model_id, "object": "model", "created": 0, "owned_by": provider})
+            if model_id not in local:  # a local model answers under its name
+                out.append({"id": model_id, "object": "model", "created": 0,
+                            "owned_by": provider})
     return out
 
 

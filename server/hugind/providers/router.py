@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from hugind.config import ProviderConfig
+from hugind.config import ConfigError, ProviderConfig
 from hugind.errors import InvalidRequestError, ModelNotFoundError, NotFoundError
 from hugind.providers.activity import ActivityLog
 from hugind.providers.client import ForwardRequest, Provider
@@ -36,7 +36,12 @@ class ProviderRouter:
         transport: httpx.AsyncBaseTransport | None = None, clock: Clock = time.monotonic,
         max_events: int = 500,
     ) -> None:
-        self._providers = [Provider(c, transport=transport, clock=clock) for c in configs]
+        self._providers: list[Provider] = []
+        for i, config in enumerate(configs):
+            try:
+                self._providers.append(Provider(config, transport=transport, clock=clock))
+            except ConfigError as exc:  # an unreadable key file: name it as the YAML does
+                raise ConfigError(f"providers[{i}].{exc.key_path}", exc.message) from None
         self._native = frozenset(native_model_ids)
         self._log = ActivityLog(max_events)
         secrets = tuple(k for p in self._providers for k in p.secrets)

@@ -205,6 +205,16 @@ def test_client_errors_pass_through_once(status: int) -> None:
     assert router.activity() == []
 
 
+@pytest.mark.parametrize("status", [401, 403, 408, 429, 500, 502, 503, 504])
+def test_key_and_server_failures_move_on_to_the_next_key(status: int) -> None:
+    upstream = Upstream({KEY_A: [err(status)], KEY_B: [ok()]})
+    router = make_router(providers(provider("openai", [KEY_A, KEY_B])), upstream)
+    response, _ = chat(router)
+    assert response.status == 200
+    assert upstream.keys_used() == [KEY_A, KEY_B]
+    assert router.activity()[0]["status"] == status
+
+
 def test_relayed_error_bodies_never_echo_a_key() -> None:
     upstream = Upstream({KEY_A: [err(400, f"weird echo of {KEY_A}")]})
     router = make_router(providers(provider("openai", [KEY_A])), upstream)

@@ -65,6 +65,13 @@ def test_default_endpoints_are_all_non_native() -> None:
     assert not route.takes_endpoint("/v1/embeddings")
 
 
+def test_empty_endpoints_means_models_only() -> None:
+    route = Route.from_config(["gemma"], [])
+    assert not route.takes_endpoint("/v1/images/generations")
+    assert not route.takes_endpoint("/v1/anything/else")
+    assert route.upstream_model("gemma") == "gemma"
+
+
 def test_explicit_endpoints_globs_and_subtrees() -> None:
     route = Route.from_config([], ["/v1/images/*", "audio", "moderations"])
     assert route.takes_endpoint("/v1/images/edits")

@@ -73,7 +73,7 @@ class ModelConfig(Base):
     main_gpu: NonNegInt = 0
     tensor_split: list[float] | None = None
     n_ctx: Annotated[int, Meta(ge=256)] = 4096
-    n_batch: Annotated[int, Meta(ge=1)] = 512
+    n_batch: Annotated[int, Meta(ge=32)] = 512  # >= 2 prefill quanta (engine/worker.py)
     n_ubatch: Annotated[int, Meta(ge=1)] | None = None
     threads: PositiveInt | None = None
     threads_batch: PositiveInt | None = None
@@ -97,8 +97,9 @@ class ModelConfig(Base):
                 "needs exactly one source: `path`, `hf` or `package`"
                 + (f" (got {', '.join(sources)})" if sources else "")
             )
-        if self.parallel > self.n_batch:
-            raise ValueError(f"parallel ({self.parallel}) cannot exceed n_batch ({self.n_batch})")
+        if self.parallel > self.n_batch - 16:
+            raise ValueError(f"parallel ({self.parallel}) must leave 16 tokens of n_batch "
+                             f"({self.n_batch}) for prompts: at most {self.n_batch - 16}")
         if self.device == "cpu" and self.n_gpu_layers:
             raise ValueError("n_gpu_layers must be 0 or unset when device is cpu")
 

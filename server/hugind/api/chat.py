@@ -86,6 +86,9 @@ async def chat_completions(request: Request) -> Response[bytes] | Stream:
         return await rt.forward(request, req.model)
     if req.top_logprobs is not None and not req.logprobs:
         raise InvalidRequestError("'top_logprobs' requires 'logprobs': true", param="logprobs")
+    if req.audio is not None or set(req.modalities or ["text"]) - {"text"}:
+        raise InvalidRequestError(f"model '{req.model}' only produces text",
+                                  param="modalities" if req.audio is None else "audio")
     messages = to_template_messages(req)
     plan = plan_tools(req)
     _, prompt = await rt.engine.chat_prompt(req.model, messages, tools=plan.template_tools)
@@ -177,6 +180,10 @@ async def _chunks(streams: list[AsyncIterator[Any]], ident: str, created: int, m
             if ev.finish_reason is None:
                 continue
             calls = plan.parse(c.content)
+            if calls and plan.legacy:
+                yield chunk(i, {"function_call": calls[0]["function"]})
+                yield chunk(i, {}, "function_call")
+                continue
             if calls:
                 for k, call in enumerate(calls):
                     yield chunk(i, {"tool_calls": [{"index": k, **call}]})

@@ -25,7 +25,7 @@ from hugind.api.protocol import CompletionRequest, decode_body
 from hugind.api.runtime import Runtime, json_response
 from hugind.api.streaming import sse_response
 from hugind.engine.interface import Engine
-from hugind.engine.types import GenerationRequest, TokenLogprob
+from hugind.engine.types import FimTokens, GenerationRequest, TokenLogprob
 from hugind.errors import InvalidRequestError
 
 
@@ -34,17 +34,18 @@ def _is_token_list(value: Any) -> bool:
                                            for t in value)
 
 
-async def prompts(engine: Engine, model: str, prompt: Any) -> list[tuple[str | None, list[int]]]:
+async def prompts(engine: Engine, model: str, prompt: Any, *, add_special: bool = True,
+                  ) -> list[tuple[str | None, list[int]]]:
     """(text, tokens) for each prompt: a string, strings, token ids or lists of token ids."""
     if isinstance(prompt, str):
-        return [(prompt, await engine.tokenize(model, prompt))]
+        return [(prompt, await engine.tokenize(model, prompt, add_special=add_special))]
     if _is_token_list(prompt) and prompt:
         return [(None, list(prompt))]
     if isinstance(prompt, list) and prompt:
         out: list[tuple[str | None, list[int]]] = []
         for i, item in enumerate(prompt):
             if isinstance(item, str):
-                out.append((item, await engine.tokenize(model, item)))
+                out.append((item, await engine.tokenize(model, item, add_special=add_special)))
             elif _is_token_list(item) and item:
                 out.append((None, list(item)))
             else:
@@ -56,15 +57,61 @@ async def prompts(engine: Engine, model: str, prompt: Any) -> list[tuple[str | N
 
 
 def legacy_logprobs(lps: list[TokenLogprob], offset: int) -> dict[str, Any]:
+    """The completions ``logprobs`` object; a prompt's first token has no logprob or tops."""
     tokens, token_lps, tops, offsets = [], [], [], []
     for lp in lps:
         tokens.append(lp.token)
         token_lps.append(lp.logprob)
-        tops.append({t.token: t.logprob for t in lp.top})
+        tops.append(None if lp.logprob is None else {t.token: t.logprob for t in lp.top})
         offsets.append(offset)
         offset += len(lp.token)
     return {"tokens": tokens, "token_logprobs": token_lps, "top_logprobs": tops,
             "text_offset": offsets}
+
+
+def fim_prompt(fim: FimTokens, prefix: list[int], suffix: list[int]) -> list[int]:
+    """llama.cpp's infill layout: [BOS] FIM_PRE prefix FIM_SUF suffix FIM_MID."""
+    head = [fim.bos] if fim.bos is not None else []
+    return [*head, fim.prefix, *prefix, fim.suffix, *suffix, fim.middle]
+
+
+def candidates(req: CompletionRequest) -> int:
+    """How many sequences to generate per prompt: ``best_of`` (>= n) or ``n``."""
+    if req.best_of is None:
+        return req.n
+    if req.best_of < req.n:
+        raise InvalidRequestError(f"best_of ({req.best_of}) must be at least n ({req.n})",
+                                  param="best_of")
+    if req.stream and req.best_of > 1:
+        raise InvalidRequestError("best_of > 1 cannot be streamed; set stream to false",
+                                  param="best_of")
+    return req.best_of
+
+
+def best(choices: list[Choice], per_prompt: int, n: int) -> list[Choice]:
+    """For each prompt's ``per_prompt`` candidates, the ``n`` with the highest summed logprob."""
+    out: list[Choice] = []
+    for start in range(0, len(choices), per_prompt):
+        group = choices[start:start + per_prompt]
+        if per_prompt > n:
+            group = sorted(group, key=lambda c: c.score, reverse=True)[:n]
+        out.extend(group)
+    return out
+
+
+async def _fim_items(rt: Runtime, req: CompletionRequest,
+                     ) -> list[tuple[str | None, list[int]]] | None:
+    if not req.suffix:
+        return None
+    fim = rt.engine.fim_tokens(req.model)
+    if fim is None:
+        raise InvalidRequestError(f"model '{req.model}' has no fill-in-the-middle tokens, so "
+                                  "'suffix' is not supported", param="suffix")
+    if req.echo:
+        raise InvalidRequestError("'echo' cannot be combined with 'suffix'", param="echo")
+    suffix = await rt.engine.tokenize(req.model, req.suffix, add_special=False)
+    items = await prompts(rt.engine, req.model, req.prompt, add_special=False)
+    return [(text, fim_prompt(fim, tokens, suffix)) for text, tokens in items]
 
 
 @post(["/v1/completions", "/completions"], status_code=200)
@@ -74,11 +121,12 @@ async def completions(request: Request) -> Response[bytes] | Stream:
     req = decode_body(await request.body(), CompletionRequest)
     if not rt.is_local(req.model):
         return await rt.forward(request, req.model)
-    if req.suffix:
-        raise InvalidRequestError(f"model '{req.model}' has no fill-in-the-middle tokens, so "
-                                  "'suffix' is not supported", param="suffix")
-    items = await prompts(rt.engine, req.model, req.prompt)
+    per_prompt = candidates(req)
+    items = await _fim_items(rt, req) or await prompts(rt.engine, req.model, req.prompt)
     session = session_name(req, request.headers.get("x-session-id"))
+    # Ranking best_of candidates needs their logprobs even when the client did not ask.
+    top = req.logprobs if req.logprobs is not None else 0 if per_prompt > req.n else None
+    prompt_top = req.logprobs if req.echo else None
     gens: list[GenerationRequest] = []
     texts: list[str] = []
     n_prompt = 0
@@ -88,14 +136,14 @@ async def completions(request: Request) -> Response[bytes] | Stream:
         n_prompt += len(tokens)
         if text is None:
             text = await rt.engine.detokenize(req.model, tokens)
-        for i in range(req.n):
+        for i in range(per_prompt):
             texts.append(text)
             gens.append(GenerationRequest(
                 model=req.model, prompt_tokens=tokens, max_tokens=max_tokens,
                 sampling=sampling(req, seed_offset=i), stop=stops(req), tenant=tenant(request),
                 session=session if (p, i) == (0, 0) else None,
-                top_logprobs=req.logprobs, ignore_eos=req.ignore_eos,
-                use_cache=req.cache_prompt))
+                top_logprobs=top, ignore_eos=req.ignore_eos, use_cache=req.cache_prompt,
+                prompt_logprobs=prompt_top))
     streams = [await rt.engine.submit(g) for g in gens]
     ident, created = new_id("cmpl"), now()
     echo = texts if req.echo else None
@@ -104,19 +152,30 @@ async def completions(request: Request) -> Response[bytes] | Stream:
         return sse_response(_chunks(streams, ident, created, req.model, n_prompt, include_usage,
                                     echo, req.logprobs is not None))
     choices = await collect(rt.engine, streams)
+    chosen = best(choices, per_prompt, req.n)
     return json_response({
         "id": ident, "object": "text_completion", "created": created, "model": req.model,
         "system_fingerprint": rt.fingerprint,
-        "choices": [_choice(c, echo, req.logprobs is not None) for c in choices],
+        "choices": [_choice(k, c, echo[c.index] if echo else "", req.logprobs is not None)
+                    for k, c in enumerate(chosen)],
         "usage": usage_dict(choices, n_prompt),
     })
 
 
-def _choice(c: Choice, echo: list[str] | None, logprobs: bool) -> dict[str, Any]:
-    prefix = echo[c.index] if echo else ""
-    return {"text": prefix + c.content, "index": c.index,
-            "logprobs": legacy_logprobs(c.logprobs, len(prefix)) if logprobs else None,
+def _choice(index: int, c: Choice, prefix: str, logprobs: bool) -> dict[str, Any]:
+    return {"text": prefix + c.content, "index": index,
+            "logprobs": _choice_logprobs(c, prefix) if logprobs else None,
             "finish_reason": finish_reason(c.finish_reason)}
+
+
+def _choice_logprobs(c: Choice, prefix: str) -> dict[str, Any]:
+    if c.prompt_logprobs is None:
+        return legacy_logprobs(c.logprobs, len(prefix))
+    out = legacy_logprobs(c.prompt_logprobs, 0)
+    gen = legacy_logprobs(c.logprobs, len(prefix))
+    for key, values in gen.items():
+        out[key].extend(values)
+    return out
 
 
 async def _chunks(streams: list[AsyncIterator[Any]], ident: str, created: int, model: str,
@@ -135,11 +194,13 @@ async def _chunks(streams: list[AsyncIterator[Any]], ident: str, created: int, m
 
     choices = [Choice(i) for i in range(len(streams))]
     offsets = [len(echo[i]) if echo else 0 for i in range(len(streams))]
-    if echo:
+    if echo and not logprobs:
         for i, text in enumerate(echo):
             yield chunk(i, text)
     async for i, ev in merged(streams):
         choices[i].add(ev)
+        if echo and logprobs and ev.prompt_logprobs is not None:
+            yield chunk(i, echo[i], lps=legacy_logprobs(ev.prompt_logprobs, 0))
         lps = legacy_logprobs(ev.logprobs, offsets[i]) if logprobs else None
         offsets[i] += len(ev.text)
         if ev.text or (logprobs and ev.logprobs):

@@ -78,11 +78,13 @@ class ChatCompletionRequest(SamplingFields, kw_only=True):
     parallel_tool_calls: bool | None = None
     functions: list[dict[str, Any]] | None = None
     function_call: str | dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
 
 
 class CompletionRequest(SamplingFields, kw_only=True):
     prompt: Any
-    max_tokens: MaxTokens | None = 16
+    max_tokens: Annotated[int, Meta(ge=0)] | None = 16  # 0 with echo: score the prompt only
     echo: bool = False
     suffix: str | None = None
     logprobs: Annotated[int, Meta(ge=0, le=5)] | None = None

@@ -21,6 +21,7 @@ class ToolPlan:
     json_schema: Any = None
     parse_calls: bool = False
     legacy: bool = False
+    parallel: bool = True
     names: set[str] = field(default_factory=set)
 
     @property
@@ -30,7 +31,8 @@ class ToolPlan:
     def parse(self, text: str) -> list[dict[str, Any]]:
         if not self.parse_calls:
             return []
-        return parse_tool_calls(text, self.names)
+        calls = parse_tool_calls(text, self.names)
+        return calls if self.parallel and not self.legacy else calls[:1]
 
 
 def _tools(req: ChatCompletionRequest) -> tuple[list[dict[str, Any]], bool]:
@@ -76,10 +78,12 @@ def plan_tools(req: ChatCompletionRequest) -> ToolPlan:
         return ToolPlan()
     choice = _choice(req, legacy)
     names = {t["function"]["name"] for t in tools}
+    parallel = req.parallel_tool_calls is not False
     if choice == "none":
         return ToolPlan(template_tools=None)
     if choice == "auto":
-        return ToolPlan(template_tools=tools, parse_calls=True, legacy=legacy, names=names)
+        return ToolPlan(template_tools=tools, parse_calls=True, legacy=legacy, names=names,
+                        parallel=parallel)
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name") if not legacy else choice.get("name")
         chosen = [t for t in tools if t["function"]["name"] == name]
@@ -91,7 +95,7 @@ def plan_tools(req: ChatCompletionRequest) -> ToolPlan:
         schemas = [_call_schema(t) for t in tools]
         schema = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
     return ToolPlan(template_tools=tools, json_schema=schema, parse_calls=True, legacy=legacy,
-                    names=names)
+                    names=names, parallel=parallel)
 
 
 def _as_call(obj: Any, names: set[str]) -> dict[str, Any] | None:

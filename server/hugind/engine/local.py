@@ -20,7 +20,12 @@ import numpy as np
 from hugind.config import Config, ModelConfig
 from hugind.engine.embedding import EmbeddingWorker
 from hugind.engine.jobs import Job
-from hugind.engine.prompt import ChatTemplate, compile_template, with_tool_instructions
+from hugind.engine.prompt import (
+    ChatTemplate,
+    compile_template,
+    inline_tool_turns,
+    with_tool_instructions,
+)
 from hugind.engine.types import FimTokens, GenerationRequest, ModelInfo, TokenEvent
 from hugind.engine.worker import ModelWorker
 from hugind.errors import (
@@ -260,6 +265,8 @@ class LocalEngine:
         if h.template is None:
             raise InvalidRequestError(h.template_error or "no chat template", param="model",
                                       code="no_chat_template")
+        if "tool_calls" not in h.template.source:
+            messages = inline_tool_turns(messages)
         if tools and "tools" not in h.template.source:
             messages = with_tool_instructions(messages, tools)
         text = h.template.render(messages, tools=tools,

@@ -100,6 +100,35 @@ def compile_template(source: str, *, bos_token: str, eos_token: str) -> ChatTemp
         raise ValueError(f"chat_template does not compile: {exc}") from None
 
 
+def _arguments(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def inline_tool_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For templates that know nothing of tool calls: an assistant's calls become the
+    ``<tool_call>`` text the model was asked to write, a tool result a ``<tool_response>``."""
+    out = []
+    for m in messages:
+        if m.get("tool_calls"):
+            calls = [c.get("function", c) for c in m["tool_calls"]]
+            text = "".join(
+                "<tool_call>" + json.dumps({"name": c.get("name"),
+                                            "arguments": _arguments(c.get("arguments"))},
+                                           ensure_ascii=False) + "</tool_call>"
+                for c in calls)
+            m = {k: v for k, v in m.items() if k != "tool_calls"}
+            m["content"] = (m.get("content") or "") + text
+        elif m.get("role") == "tool":
+            m = {**m, "content": f"<tool_response>{m.get('content') or ''}</tool_response>"}
+        out.append(m)
+    return out
+
+
 def with_tool_instructions(messages: list[dict[str, Any]],
                            tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """For templates that ignore ``tools``: describe them in a system message instead."""

@@ -42,6 +42,15 @@ log = logging.getLogger(__name__)
 
 _STOP = object()
 
+# Prefill runs in chunks whose starts and lengths (all but the last) are multiples of QUANTUM,
+# and only the first QUANTUM-multiple of a prompt counts as reusable. llama.cpp's CPU matmuls
+# compute a batch row with a 4-row GEMM or a 1-row GEMV kernel (8-row tiles without weight
+# repacking), which round differently; on this grid a position always takes the same kernel,
+# whether its prompt was read whole, resumed from a session or split across steps, so a resumed
+# conversation gives exactly the output of a fresh one. Decoded tokens (1-row steps) are never
+# reused for the same reason: the next turn re-reads the previous reply.
+QUANTUM = 16
+
 
 @dataclass(eq=False)
 class Slot:
@@ -49,6 +58,7 @@ class Slot:
 
     seq: int
     tokens: list[int] = field(default_factory=list)
+    exact: int = 0  # leading tokens whose KV a fresh prefill would reproduce bit for bit
     tenant: str | None = None
     session: str | None = None
     job: Job | None = None
@@ -261,14 +271,25 @@ class ModelWorker:
     def _evict(self, slot: Slot) -> None:
         ctx = self.ctx
         assert ctx is not None
-        if slot.session is not None and slot.tokens and self._store is not None:
-            data = ctx.state_get(slot.seq)
-            self._store.put(Snapshot(slot.tenant or "", slot.session, list(slot.tokens), data,
-                                     slot.last_used))
-            self.counters.snapshots += 1
+        if slot.session is not None and self._store is not None:
+            tokens = self._exact_prefix(slot)
+            if tokens:
+                self._store.put(Snapshot(slot.tenant or "", slot.session, tokens,
+                                         ctx.state_get(slot.seq), slot.last_used))
+                self.counters.snapshots += 1
         ctx.seq_clear(slot.seq)
         slot.tokens = []
+        slot.exact = 0
         slot.tenant = slot.session = None
+
+    def _exact_prefix(self, slot: Slot) -> list[int]:
+        """Trim the slot's KV to its exactly reusable prefix (when the cache can rewind) and
+        return those tokens: what a snapshot of it may keep."""
+        assert self.ctx is not None
+        if slot.exact < len(slot.tokens) and self.ctx.can_rewind and self.ctx.seq_rm(
+                slot.seq, slot.exact, -1):
+            slot.tokens = slot.tokens[:slot.exact]
+        return list(slot.tokens)
 
     def _restore(self, slot: Slot, tenant: str, name: str) -> None:
         if self._store is None:
@@ -281,6 +302,7 @@ class ModelWorker:
         assert ctx is not None
         if ctx.state_set(slot.seq, snap.data):
             slot.tokens = list(snap.tokens)
+            slot.exact = len(slot.tokens)
             if tier == "ram":
                 self.counters.restored_ram += 1
             else:
@@ -303,11 +325,13 @@ class ModelWorker:
         prompt = req.prompt_tokens
         # Prompt logprobs need every prompt token's logits, so such a request reuses nothing.
         reuse = req.use_cache and req.prompt_logprobs is None
-        n = min(common_prefix(slot.tokens, prompt), len(prompt) - 1) if reuse else 0
+        n = min(common_prefix(slot.tokens, prompt), len(prompt) - 1, slot.exact) if reuse else 0
+        n -= n % QUANTUM
         if n < len(slot.tokens) and not (ctx.can_rewind and ctx.seq_rm(slot.seq, n, -1)):
             ctx.seq_clear(slot.seq)
             n = 0
         slot.tokens = slot.tokens[:n]
+        slot.exact = n
         slot.tenant = req.tenant
         slot.session = req.session if named else None
         slot.job = job
@@ -369,9 +393,10 @@ class ModelWorker:
         # changes llama.cpp's numerics, while decode tokens beside a prefill do not.
         job = next((j for j in self._active if j.pending), None)
         scored: tuple[Job, int, list[int]] | None = None
-        if job is not None and budget > 0:
+        if job is not None and (len(job.pending) <= budget or budget >= QUANTUM):
             slot = job.slot
-            chunk = job.pending[:budget]
+            size = len(job.pending) if len(job.pending) <= budget else budget - budget % QUANTUM
+            chunk = job.pending[:size]
             job.pending = job.pending[len(chunk):]
             start = len(slot.tokens)
             if job.prompt_lps is not None:  # row i predicts the token after chunk[i]
@@ -385,6 +410,7 @@ class ModelWorker:
             if not job.pending:
                 logits[-1] = True
                 rows.append((job, len(tokens) - 1))
+                slot.exact = len(slot.tokens) - len(slot.tokens) % QUANTUM
         if not tokens:
             return
         rc = ctx.decode(tokens, pos, seqs, logits)
@@ -413,7 +439,9 @@ class ModelWorker:
             job.emit(TokenEvent("", finish_reason=FinishReason.ERROR, error=err))
             self._finish(job, None)
             assert self.ctx is not None
-            self.ctx.seq_clear(job.slot.seq) if job.slot else None
+            if job.slot is not None:  # its KV may hold part of the failed batch
+                self.ctx.seq_clear(job.slot.seq)
+                job.slot.tokens, job.slot.exact = [], 0
 
     def _sample(self, job: Job, row: int) -> None:
         ctx = self.ctx
@@ -511,7 +539,7 @@ class ModelWorker:
                 else:
                     assert self.ctx is not None
                     self.ctx.seq_clear(s.seq)
-                    s.tokens, s.tenant, s.session = [], None, None
+                    s.tokens, s.tenant, s.session, s.exact = [], None, None, 0
                 found = True
         if self._store is not None and self._store.delete(tenant, name):
             found = True
@@ -523,9 +551,9 @@ class ModelWorker:
         try:
             if self._store is not None and self._store.disk is not None:
                 for s in self._slots:
-                    if s.session is not None and s.tokens and s.job is None:
+                    if s.session is not None and s.job is None and self._exact_prefix(s):
                         self._store.disk.save(s.tenant or "", s.session, list(s.tokens),
-                                              self.ctx.state_get(s.seq))
+                                              self.ctx.state_get(s.seq), s.last_used)
                 self._store.flush_to_disk()
         except OSError as exc:
             log.warning("could not persist sessions for %s: %s", self.name, exc)

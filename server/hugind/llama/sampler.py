@@ -70,8 +70,8 @@ class Sampler:
         penalized = (spec.repeat_penalty != 1.0 or spec.frequency_penalty != 0.0
                      or spec.presence_penalty != 0.0)
         if penalized:
-            self._add(llama_cpp.llama_sampler_init_penalties(
-                spec.penalty_last_n, spec.repeat_penalty, spec.frequency_penalty,
+            self._add(llama_cpp.llama_sampler_init_penalties(  # this build's signature
+                n_vocab, spec.penalty_last_n, spec.repeat_penalty, spec.frequency_penalty,
                 spec.presence_penalty))
         if spec.temperature <= 0.0:
             self._add(llama_cpp.llama_sampler_init_greedy())

@@ -279,6 +279,19 @@ def test_400_is_passed_through_once(upstream) -> None:
     assert len(fake.requests) == 1
 
 
+def test_remote_body_is_forwarded_before_local_validation(upstream) -> None:
+    """Fields Hugind would bound or does not know reach the provider untouched."""
+    fake, url = upstream
+    body = chat_body(temperature=3.5, n=500, messages=[{"role": "wizard", "content": "hi"}],
+                     vendor_extra={"a": 1})
+    with hugind(url, openai([KEY_OK])) as client:
+        for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+            response = client.post(path, json=body)
+            assert response.status_code == 200, (path, response.text)
+    assert len(fake.requests) == 3
+    assert all(json.loads(r["body"]) == body for r in fake.requests)
+
+
 def test_hanging_upstream_gives_504(upstream) -> None:
     _, url = upstream
     provider = openai([KEY_HANG], timeout={"connect_s": 1, "read_s": 0.5})

@@ -81,7 +81,11 @@ def logprobs_dict(lps: list[TokenLogprob]) -> dict[str, Any]:
 async def chat_completions(request: Request) -> Response[bytes] | Stream:
     """Chat completions, streaming or not."""
     rt = Runtime.of(request)
-    req = decode_body(await request.body(), ChatCompletionRequest)
+    body = await request.body()
+    remote = rt.remote_model(body)
+    if remote is not None:
+        return await rt.forward(request, remote)
+    req = decode_body(body, ChatCompletionRequest)
     if not rt.is_local(req.model):
         return await rt.forward(request, req.model)
     if req.top_logprobs is not None and not req.logprobs:

@@ -118,7 +118,11 @@ async def _fim_items(rt: Runtime, req: CompletionRequest,
 async def completions(request: Request) -> Response[bytes] | Stream:
     """Text completions, streaming or not."""
     rt = Runtime.of(request)
-    req = decode_body(await request.body(), CompletionRequest)
+    body = await request.body()
+    remote = rt.remote_model(body)
+    if remote is not None:
+        return await rt.forward(request, remote)
+    req = decode_body(body, CompletionRequest)
     if not rt.is_local(req.model):
         return await rt.forward(request, req.model)
     per_prompt = candidates(req)

@@ -55,7 +55,11 @@ def _encode(vec: np.ndarray, fmt: str) -> Any:
 async def embeddings(request: Request) -> Response[bytes]:
     """Embeddings, L2-normalised; float or base64."""
     rt = Runtime.of(request)
-    req = decode_body(await request.body(), EmbeddingRequest)
+    body = await request.body()
+    remote = rt.remote_model(body)
+    if remote is not None:
+        return await rt.forward(request, remote)
+    req = decode_body(body, EmbeddingRequest)
     if not rt.is_local(req.model):
         return await rt.forward(request, req.model)
     inputs = await _inputs(rt.engine, req.model, req.input)

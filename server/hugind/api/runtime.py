@@ -16,6 +16,13 @@ Forwarder = Callable[[Request, str], Awaitable[Any]]
 _encode = msgspec.json.Encoder().encode
 
 
+class _ModelOnly(msgspec.Struct, forbid_unknown_fields=False):
+    model: Any = None
+
+
+_decode_model = msgspec.json.Decoder(_ModelOnly).decode
+
+
 @dataclass
 class Runtime:
     engine: Engine
@@ -29,6 +36,22 @@ class Runtime:
 
     def is_local(self, model: str) -> bool:
         return self.engine.resolve_model(model) is not None
+
+    def remote_model(self, body: bytes) -> str | None:
+        """The body's ``model`` when it names no local model and providers are configured.
+
+        Checked before the body is validated against Hugind's own schema, so a provider sees
+        exactly what the client sent, fields Hugind does not know or bound included.
+        """
+        if self.forwarder is None:
+            return None
+        try:
+            model = _decode_model(body).model
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        if isinstance(model, str) and model and not self.is_local(model):
+            return model
+        return None
 
     async def forward(self, request: Request, model: str) -> Any:
         if self.forwarder is None:

@@ -240,6 +240,14 @@ class ModelWorker:
             except InvalidRequestError as exc:
                 job.emit(TokenEvent("", finish_reason=FinishReason.ERROR, error=exc))
                 slot.job = None
+            except Exception:  # one bad request must not take the model down
+                log.exception("could not start a request on model %s", self.name)
+                job.emit(TokenEvent("", finish_reason=FinishReason.ERROR,
+                                    error=InternalError("the request could not be started")))
+                assert self.ctx is not None
+                self.ctx.seq_clear(slot.seq)
+                slot.job, slot.tokens, slot.exact = None, [], 0
+                slot.tenant = slot.session = None
 
     def _pick_slot(self, job: Job) -> Slot | None:
         req = job.req

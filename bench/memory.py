@@ -49,8 +49,8 @@ def _config(model_path: str, args: argparse.Namespace, sessions_dir: Path) -> di
 def run_memory(args: argparse.Namespace) -> dict[str, Any]:
     out_dir = Path(args.out).parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    work = out_dir / "memory-run"
-    work.mkdir(exist_ok=True)
+    work = REPO_ROOT / "bench" / "out" / "memory-run"  # config, log, session files
+    work.mkdir(parents=True, exist_ok=True)
     cfg_path = work / "hugind-memory.yaml"
     model_path = args.model_path or default_model_path()
     cfg_path.write_text(yaml.safe_dump(_config(model_path, args, work / "sessions")))

@@ -421,6 +421,16 @@ class ModelWorker:
                 slot.exact = len(slot.tokens) - len(slot.tokens) % QUANTUM
         if not tokens:
             return
+        # Rows in ascending sequence order: with one KV stream per sequence, llama.cpp splits
+        # a batch whose sequences come out of order into several ubatches (measured: 4 decode
+        # rows in order [2, 0, 3, 1] take 1.4x as long as in order [0, 1, 2, 3]).
+        order = sorted(range(len(tokens)), key=seqs.__getitem__)
+        if order != list(range(len(tokens))):
+            where = {old: new for new, old in enumerate(order)}
+            tokens, pos, logits, seqs = ([a[i] for i in order] for a in (tokens, pos, logits, seqs))
+            rows = [(j, where[r]) for j, r in rows]
+            if scored is not None:  # a chunk is one sequence's: its rows stay together, in order
+                scored = (scored[0], where[scored[1]], scored[2])
         rc = ctx.decode(tokens, pos, seqs, logits)
         self.counters.steps += 1
         if rc != 0:

@@ -86,6 +86,10 @@ class FakeEngine:
         self.requests.append(req)
         return self._events(req)
 
+    async def submit_many(self, reqs: list[GenerationRequest],
+                          ) -> list[AsyncIterator[TokenEvent]]:
+        return [await self.submit(r) for r in reqs]
+
     async def _events(self, req: GenerationRequest) -> AsyncIterator[TokenEvent]:
         done = False
         try:

@@ -503,3 +503,25 @@ def test_tokenize_detokenize_pieces(server: HugindProcess) -> None:
     assert back.json()["content"] == "The sea is blue"
     bad = httpx.post(server.url + "/v1/detokenize", json={"model": "gemma", "tokens": [-1]})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "tokens[0]"
+
+
+def test_unconvertible_schemas_and_oversized_n_are_400s(client: openai.OpenAI) -> None:
+    """What the grammar converter rejects, and more choices than the queue holds, are client
+    errors naming the field, never 500s."""
+    bad_ref = {"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="gemma", messages=MSGS, max_tokens=4,
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "x", "schema": bad_ref}})
+    assert info.value.body["param"] == "response_format"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(
+            model="gemma", messages=MSGS, max_tokens=4, tool_choice="required",
+            tools=[{"type": "function",
+                    "function": {"name": "f", "parameters": {"type": "weird"}}}])
+    with pytest.raises(openai.BadRequestError) as info:  # the server fixture queues 16
+        client.completions.create(model="gemma", prompt="Hi", max_tokens=1, n=17)
+    assert info.value.body["param"] == "n"  # type: ignore[index]
+    ok = client.completions.create(model="gemma", prompt="Hi", max_tokens=1, n=16)
+    assert len(ok.choices) == 16

@@ -107,7 +107,7 @@ async def chat_completions(request: Request) -> Response[bytes] | Stream:
         top_logprobs=(req.top_logprobs or 0) if req.logprobs else None,
         ignore_eos=req.ignore_eos, use_cache=req.cache_prompt,
     ) for i in range(req.n)]
-    streams = [await rt.engine.submit(g) for g in gen]
+    streams = await rt.engine.submit_many(gen)
     ident, created = new_id("chatcmpl"), now()
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)

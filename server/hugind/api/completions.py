@@ -148,7 +148,7 @@ async def completions(request: Request) -> Response[bytes] | Stream:
                 session=session if (p, i) == (0, 0) else None,
                 top_logprobs=top, ignore_eos=req.ignore_eos, use_cache=req.cache_prompt,
                 prompt_logprobs=prompt_top))
-    streams = [await rt.engine.submit(g) for g in gens]
+    streams = await rt.engine.submit_many(gens)
     ident, created = new_id("cmpl"), now()
     echo = texts if req.echo else None
     if req.stream:

@@ -127,6 +127,9 @@ def decode_body(body: bytes, kind: type[T]) -> T:
         raise _invalid(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(f"the request body is not valid UTF-8: {exc.reason} at byte "
+                                  f"{exc.start}") from None
 
 
 def _invalid(text: str) -> InvalidRequestError:

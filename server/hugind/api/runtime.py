@@ -47,7 +47,7 @@ class Runtime:
             return None
         try:
             model = _decode_model(body).model
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, ValueError):  # not JSON, or not UTF-8: validated later
             return None
         if isinstance(model, str) and model and not self.is_local(model):
             return model

@@ -300,8 +300,28 @@ class LocalEngine:
         Raises before anything is streamed (unknown model, full queue, bad token ids), so the
         caller can still answer with a plain error status.
         """
-        h = self._ready(req.model, "generate")
-        assert h.worker is not None and h.vocab is not None
+        return (await self.submit_many([req]))[0]
+
+    async def submit_many(self, reqs: list[GenerationRequest],
+                          ) -> list[AsyncIterator[TokenEvent]]:
+        """Validate every request, then enqueue them all or none (see ``Engine``)."""
+        if not reqs:
+            return []
+        h = self._ready(reqs[0].model, "generate")
+        assert h.worker is not None
+        grammars: dict[int, str] = {}
+        ready = [self._validated(h, req, grammars) for req in reqs]
+        loop = asyncio.get_running_loop()
+        jobs = [Job(req, loop, asyncio.Queue()) for req in ready]
+        h.worker.submit_many(jobs)
+        return [self._events(h.worker, job) for job in jobs]
+
+    def _validated(self, h: ModelHandle, req: GenerationRequest,
+                   grammars: dict[int, str]) -> GenerationRequest:
+        if self._by_name.get(req.model) is not h:
+            raise InvalidRequestError("one request's generations must use one model",
+                                      param="model")
+        assert h.vocab is not None
         for i, t in enumerate(req.prompt_tokens):
             if not h.vocab.is_valid(t):
                 raise InvalidRequestError(f"token id {t} is out of range", param=f"prompt[{i}]")
@@ -309,13 +329,12 @@ class LocalEngine:
             if not h.vocab.is_valid(tok):
                 raise InvalidRequestError(f"logit_bias token id {tok} is out of range",
                                           param="logit_bias")
-        if req.sampling.json_schema is not None and req.sampling.grammar is None:
-            req = replace(req, sampling=replace(req.sampling, grammar=_schema_grammar(
-                req.sampling.json_schema)))
-        loop = asyncio.get_running_loop()
-        job = Job(req, loop, asyncio.Queue())
-        h.worker.submit(job)
-        return self._events(h.worker, job)
+        schema = req.sampling.json_schema
+        if schema is not None and req.sampling.grammar is None:
+            if id(schema) not in grammars:  # n choices share one schema: convert it once
+                grammars[id(schema)] = _schema_grammar(schema)
+            req = replace(req, sampling=replace(req.sampling, grammar=grammars[id(schema)]))
+        return req
 
     async def _events(self, worker: ModelWorker, job: Job) -> AsyncIterator[TokenEvent]:
         try:

@@ -109,11 +109,20 @@ class ModelWorker:
         self._thread.start()
 
     def submit(self, job: Job) -> None:
+        self.submit_many([job])
+
+    def submit_many(self, jobs: list[Job]) -> None:
+        """Queue all of ``jobs`` or none of them."""
+        if len(jobs) > self.max_queue:
+            raise InvalidRequestError(
+                f"this request needs {len(jobs)} generations (n x prompts, or best_of) but "
+                f"model '{self.name}' queues at most {self.max_queue}", param="n")
         with self._lock:
-            if self._n_waiting >= self.max_queue:
+            if self._n_waiting + len(jobs) > self.max_queue:
                 raise QueueFullError(self.name, self.max_queue)
-            self._n_waiting += 1
-        self._inbox.put(job)
+            self._n_waiting += len(jobs)
+        for job in jobs:
+            self._inbox.put(job)
 
     def cancel(self, job: Job) -> None:
         job.cancelled = True

@@ -19,5 +19,5 @@ def grammar_for(schema: Any) -> str:
     try:
         return json_schema_to_gbnf(json.dumps(schema))
     except (KeyError, ValueError, TypeError, AttributeError, NotImplementedError,
-            RecursionError) as exc:
+            RecursionError, AssertionError) as exc:  # the converter asserts on what it rejects
         raise SchemaError(f"{type(exc).__name__}: {exc}") from None

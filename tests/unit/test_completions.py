@@ -97,12 +97,15 @@ def _choice(index: int, lps: list[float]) -> Choice:
     return c
 
 
-def test_best_ranks_by_summed_logprob_per_prompt() -> None:
+def test_best_ranks_by_mean_logprob_per_token_per_prompt() -> None:
     choices = [_choice(0, [-1, -1]), _choice(1, [-0.5]), _choice(2, [-3]),
                _choice(3, [-2]), _choice(4, [-0.1, -0.1]), _choice(5, [-9])]
     assert [c.index for c in best(choices, 3, 1)] == [1, 4]
     assert [c.index for c in best(choices, 3, 2)] == [1, 0, 4, 3]
     assert [c.index for c in best(choices, 2, 2)] == [0, 1, 2, 3, 4, 5]
+    # longer but likelier per token beats shorter: the mean, not the sum, decides
+    longer = [_choice(0, [-0.5]), _choice(1, [-0.4, -0.4])]
+    assert [c.index for c in best(longer, 2, 1)] == [1]
 
 
 def test_echo_logprobs_mark_the_first_prompt_token() -> None:

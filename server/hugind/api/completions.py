@@ -89,7 +89,7 @@ def candidates(req: CompletionRequest) -> int:
 
 
 def best(choices: list[Choice], per_prompt: int, n: int) -> list[Choice]:
-    """For each prompt's ``per_prompt`` candidates, the ``n`` with the highest summed logprob."""
+    """For each prompt's ``per_prompt`` candidates, the ``n`` best by mean token logprob."""
     out: list[Choice] = []
     for start in range(0, len(choices), per_prompt):
         group = choices[start:start + per_prompt]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -96,8 +97,10 @@ class Choice:
 
     @property
     def score(self) -> float:
-        """Summed logprob of the generated tokens (needs logprobs on the request)."""
-        return sum(lp.logprob for lp in self.logprobs if lp.logprob is not None)
+        """Mean logprob per generated token, OpenAI's "highest log probability per token" for
+        ``best_of`` (needs logprobs on the request)."""
+        values = [lp.logprob for lp in self.logprobs if lp.logprob is not None]
+        return sum(values) / len(values) if values else -math.inf
 
 
 async def merged(streams: list[AsyncIterator[TokenEvent]]) -> AsyncIterator[tuple[int,

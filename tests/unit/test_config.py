@@ -44,6 +44,9 @@ def test_default_config_is_valid() -> None:
      "server.api_keys[0]: environment variable HUGIND_TEST_UNSET_VAR is not set"),
     ({"providers": [{"name": "p", "base_url": "ftp://x"}]}, "providers[0].base_url"),
     ([1, 2], "the top level must be a mapping"),
+    ({"models": [{**MODEL, "n_batch": 16}]}, "models[0].n_batch: expected int >= 32, got 16"),
+    ({"models": [{**MODEL, "n_batch": 64, "parallel": 60}]},
+     "models[0]: parallel (60) must leave 16 tokens of n_batch (64) for prompts: at most 48"),
 ])
 def test_errors_name_the_key(data: object, expected: str) -> None:
     assert expected in err(data)

@@ -17,6 +17,7 @@ import llama_cpp
 import numpy as np
 
 from hugind.llama.params import ModelParams, context_params, gpu_layers, model_params
+from hugind.llama.threadpool import attach_threadpool, free_threadpool
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +125,15 @@ class GenerationContext:
         self._stack = ExitStack()
         try:
             self._model = _load_model(params, self._stack)
-            ctx = llama_cpp.llama_init_from_model(self._model, context_params(params))
+            cparams = context_params(params)
+            ctx = llama_cpp.llama_init_from_model(self._model, cparams)
             if not ctx:
                 raise ModelLoadError("llama.cpp could not create a context (out of memory?)")
             self._stack.callback(llama_cpp.llama_free, ctx)
+            if cparams.n_threads == cparams.n_threads_batch:
+                pool = attach_threadpool(ctx, cparams.n_threads)
+                if pool is not None:  # freed before the context (the stack unwinds LIFO)
+                    self._stack.callback(free_threadpool, ctx, pool)
         except BaseException:
             self._stack.close()
             raise

@@ -112,7 +112,7 @@ async def chat_completions(request: Request) -> Response[bytes] | Stream:
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return sse_response(_chunks(streams, ident, created, req.model, len(prompt),
-                                    include_usage, plan))
+                                    include_usage, plan, rt.fingerprint))
     choices = await collect(rt.engine, streams)
     return json_response({
         "id": ident, "object": "chat.completion", "created": created, "model": req.model,
@@ -159,13 +159,13 @@ def _choice(c: Choice, logprobs: bool, plan: ToolPlan) -> dict[str, Any]:
 
 
 async def _chunks(streams: list[AsyncIterator[Any]], ident: str, created: int, model: str,
-                  n_prompt: int, include_usage: bool, plan: ToolPlan,
+                  n_prompt: int, include_usage: bool, plan: ToolPlan, fingerprint: str,
                   ) -> AsyncIterator[dict[str, Any]]:
     def chunk(index: int, delta: dict[str, Any], reason: str | None = None,
               logprobs: Any = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-            "system_fingerprint": None,
+            "system_fingerprint": fingerprint,
             "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
                          "finish_reason": reason}],
         }
@@ -201,5 +201,5 @@ async def _chunks(streams: list[AsyncIterator[Any]], ident: str, created: int, m
             yield chunk(i, {}, finish_reason(ev.finish_reason))
     if include_usage:
         yield {"id": ident, "object": "chat.completion.chunk", "created": created,
-               "model": model, "system_fingerprint": None, "choices": [],
+               "model": model, "system_fingerprint": fingerprint, "choices": [],
                "usage": usage_dict(choices, n_prompt)}

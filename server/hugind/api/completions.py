@@ -154,7 +154,7 @@ async def completions(request: Request) -> Response[bytes] | Stream:
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return sse_response(_chunks(streams, ident, created, req.model, n_prompt, include_usage,
-                                    echo, req.logprobs is not None))
+                                    echo, req.logprobs is not None, rt.fingerprint))
     choices = await collect(rt.engine, streams)
     chosen = best(choices, per_prompt, req.n)
     return json_response({
@@ -184,12 +184,12 @@ def _choice_logprobs(c: Choice, prefix: str) -> dict[str, Any]:
 
 async def _chunks(streams: list[AsyncIterator[Any]], ident: str, created: int, model: str,
                   n_prompt: int, include_usage: bool, echo: list[str] | None, logprobs: bool,
-                  ) -> AsyncIterator[dict[str, Any]]:
+                  fingerprint: str) -> AsyncIterator[dict[str, Any]]:
     def chunk(index: int, text: str, reason: str | None = None, lps: Any = None,
               ) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": ident, "object": "text_completion", "created": created, "model": model,
-            "system_fingerprint": None,
+            "system_fingerprint": fingerprint,
             "choices": [{"text": text, "index": index, "logprobs": lps, "finish_reason": reason}],
         }
         if include_usage:
@@ -213,4 +213,5 @@ async def _chunks(streams: list[AsyncIterator[Any]], ident: str, created: int, m
             yield chunk(i, "", finish_reason(ev.finish_reason))
     if include_usage:
         yield {"id": ident, "object": "text_completion", "created": created, "model": model,
-               "system_fingerprint": None, "choices": [], "usage": usage_dict(choices, n_prompt)}
+               "system_fingerprint": fingerprint, "choices": [],
+               "usage": usage_dict(choices, n_prompt)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import sys
 from pathlib import Path
@@ -104,10 +103,6 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     except ConfigError as exc:  # a key file that went away since the config was loaded
         print(f"hugind: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    # Everything built so far lives as long as the server: keep it out of the cyclic GC's
-    # full collections, whose pauses (holding the GIL) otherwise stall the decode loop.
-    gc.collect()
-    gc.freeze()
     uvicorn.run(app, host=host, port=port, log_level=level.lower(), access_log=False,
                 timeout_graceful_shutdown=10)
     return 0

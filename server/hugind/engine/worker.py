@@ -253,10 +253,8 @@ class ModelWorker:
                 log.exception("could not start a request on model %s", self.name)
                 job.emit(TokenEvent("", finish_reason=FinishReason.ERROR,
                                     error=InternalError("the request could not be started")))
-                assert self.ctx is not None
-                self.ctx.seq_clear(slot.seq)
-                slot.job, slot.tokens, slot.exact = None, [], 0
-                slot.tenant = slot.session = None
+                slot.job = None
+                self._clear_slot(slot)
 
     def _pick_slot(self, job: Job) -> Slot | None:
         req = job.req
@@ -294,9 +292,13 @@ class ModelWorker:
                 self._store.put(Snapshot(slot.tenant or "", slot.session, tokens,
                                          ctx.state_get(slot.seq), slot.last_used))
                 self.counters.snapshots += 1
-        ctx.seq_clear(slot.seq)
-        slot.tokens = []
-        slot.exact = 0
+        self._clear_slot(slot)
+
+    def _clear_slot(self, slot: Slot) -> None:
+        """Empty the slot's KV and forget whose it was."""
+        assert self.ctx is not None
+        self.ctx.seq_clear(slot.seq)
+        slot.tokens, slot.exact = [], 0
         slot.tenant = slot.session = None
 
     def _exact_prefix(self, slot: Slot) -> list[int]:
@@ -465,10 +467,8 @@ class ModelWorker:
         for job in list(self._active):
             job.emit(TokenEvent("", finish_reason=FinishReason.ERROR, error=err))
             self._finish(job, None)
-            assert self.ctx is not None
             if job.slot is not None:  # its KV may hold part of the failed batch
-                self.ctx.seq_clear(job.slot.seq)
-                job.slot.tokens, job.slot.exact = [], 0
+                self._clear_slot(job.slot)
 
     def _sample(self, job: Job, row: int) -> None:
         ctx = self.ctx
@@ -564,9 +564,7 @@ class ModelWorker:
                     s.job.store_session = False
                     s.session = None
                 else:
-                    assert self.ctx is not None
-                    self.ctx.seq_clear(s.seq)
-                    s.tokens, s.tenant, s.session, s.exact = [], None, None, 0
+                    self._clear_slot(s)
                 found = True
         if self._store is not None and self._store.delete(tenant, name):
             found = True

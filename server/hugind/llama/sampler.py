@@ -53,16 +53,15 @@ class Sampler:
         params.no_perf = True
         self._chain = llama_cpp.llama_sampler_chain_init(params)
         self._grammar: ctypes.c_void_p | None = None
-        # Plain greedy needs no chain: argmax over the logits row is what llama.cpp's greedy
-        # sampler returns (the first maximum), without building a 262k-entry candidate array.
-        self._argmax_only = (spec.temperature <= 0.0 and not spec.logit_bias and not spec.grammar
-                             and spec.repeat_penalty == 1.0 and spec.frequency_penalty == 0.0
-                             and spec.presence_penalty == 0.0)
         try:
             self._build(ctx, spec)
         except BaseException:
             self.close()
             raise
+        # A chain of the greedy sampler alone needs no chain at all: argmax over the logits row
+        # is what it returns (the first maximum), without building a 262k-entry candidate array.
+        self._argmax_only = (spec.temperature <= 0.0 and self._grammar is None
+                             and llama_cpp.llama_sampler_chain_n(self._chain) == 1)
         if self._grammar is not None:
             n_vocab = ctx.vocab.n_vocab
             self._ids = np.arange(n_vocab, dtype=np.int32)

@@ -6,6 +6,7 @@ python -m bench report bench/results/<dir>/results.json
 python -m bench peers --start llama-server          # start peers, print URLs, wait
 python -m bench model-path                          # the Gemma 3 270M GGUF
 python -m bench memory --users 100                  # Hugind RSS as users pile up
+python -m bench invariance                          # batch_invariant off vs on: exactness, speed
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from bench import SCHEMA, memory
+from bench import SCHEMA, invariance, memory
 from bench.client import HttpRunner, Runner, Target, probe_capabilities
 from bench.machine import machine_facts
 from bench.peers import KINDS, ManagedServer, PeerConfig, PeerError, default_model_path
@@ -201,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     memory.add_parser(sub)
+    invariance.add_parser(sub)
     rep = sub.add_parser("report", help="re-render results.md and PNGs from a results.json")
     rep.add_argument("json", type=Path)
     rep.set_defaults(func=cmd_report)

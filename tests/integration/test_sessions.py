@@ -132,35 +132,46 @@ def test_keys_are_isolated(ram_server: HugindProcess) -> None:
     assert httpx.get(url + "/v1/sessions/alice", headers=h0).status_code == 404
 
 
-CONCURRENT_PROMPTS = ["The moon is", "My favourite food is", "In the year 2000,", "Cats like to"]
+LONG = "Rivers carry water from the hills down to the sea, and towns grow on their banks. " * 12
+# Two long prompts: their prefill chunks (>= 8 rows) share steps with the others' decode rows,
+# which is where ggml-cpu switches to another matmul kernel.
+CONCURRENT_PROMPTS = ["The moon is", "My favourite food is", "In the year 2000,", "Cats like to",
+                      LONG + "The river", "Once upon a time", LONG + "In short,", "Dear diary,"]
 CONCURRENT_PARAMS = [{"temperature": 0}, {"temperature": 0.8, "seed": 5},
                      {"temperature": 1.2, "top_p": 0.9, "seed": 9},
-                     {"temperature": 0.5, "top_k": 20, "seed": 3}]
+                     {"temperature": 0.5, "top_k": 20, "seed": 3}, {"temperature": 0},
+                     {"temperature": 0.7, "min_p": 0.1, "seed": 11}, {"temperature": 0},
+                     {"temperature": 0, "frequency_penalty": 0.5}]
 
 
-def solo_and_together(url: str) -> tuple[list[str], list[str], dict[str, Any]]:
-    def run(i: int) -> str:
+def solo_and_together(url: str) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    """Each prompt alone, then all at once: (text, token logprobs) per prompt, and how many
+    steps and tokens the together run took."""
+    def run(i: int) -> tuple[str, list[float]]:
         r = httpx.post(url + "/v1/completions", timeout=120,
                        headers={"Authorization": f"Bearer {KEYS[1]}"},
                        json={"model": "gemma", "prompt": CONCURRENT_PROMPTS[i], "max_tokens": 16,
-                             "cache_prompt": False, **CONCURRENT_PARAMS[i]})
+                             "cache_prompt": False, "logprobs": 1, **CONCURRENT_PARAMS[i]})
         assert r.status_code == 200, r.text
-        return str(r.json()["choices"][0]["text"])
+        choice = r.json()["choices"][0]
+        return str(choice["text"]), list(choice["logprobs"]["token_logprobs"])
 
-    solo = [run(i) for i in range(4)]
+    n = len(CONCURRENT_PROMPTS)
+    solo = [run(i) for i in range(n)]
     before = stats(url)
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        together = list(pool.map(run, range(4)))
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        together = list(pool.map(run, range(n)))
     after = stats(url)
     delta = {k: after[k] - before[k] for k in ("steps", "generated_tokens")}
     return solo, together, delta
 
 
-def test_four_batched_streams_equal_solo(gemma_path: Path,
-                                         tmp_path_factory: pytest.TempPathFactory) -> None:
-    """`batch_invariant: true`, four slots: four streams with different sampling parameters
-    decoded in one batch each equal their solo runs, bit for bit."""
-    cfg = _cfg(gemma_path, parallel=4, ram_mb=64)
+def test_batched_streams_equal_solo(gemma_path: Path,
+                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`batch_invariant: true`, eight slots: eight streams with different sampling parameters,
+    two with long prompts prefilled beside the others' decoding, each equal their solo runs
+    bit for bit: the same text and the same logprob floats."""
+    cfg = _cfg(gemma_path, parallel=8, ram_mb=64)
     cfg["models"][0]["batch_invariant"] = True
     proc = HugindProcess(cfg, tmp_path_factory.mktemp("exact"), name="exact").start()
     try:

@@ -34,7 +34,7 @@ from hugind.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
 )
-from hugind.llama import Embedder, GenerationContext, ModelParams
+from hugind.llama import Embedder, GenerationContext, ModelParams, use_batch_invariant_kernels
 from hugind.llama.context import Vocab
 from hugind.llama.grammar import SchemaError, grammar_for
 from hugind.modelstore import resolve
@@ -109,6 +109,8 @@ class LocalEngine:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        if any(h.cfg.batch_invariant for h in self._handles):
+            use_batch_invariant_kernels()  # before the first model computes anything
         for h in self._handles:
             if h.kind == "embed":
                 h.embedder = EmbeddingWorker(h.cfg.id, self._embed_factory(h), self._setter(h))

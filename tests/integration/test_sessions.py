@@ -166,20 +166,55 @@ def solo_and_together(url: str) -> tuple[list[Any], list[Any], dict[str, Any]]:
     return solo, together, delta
 
 
-def test_batched_streams_equal_solo(gemma_path: Path,
-                                    tmp_path_factory: pytest.TempPathFactory) -> None:
-    """`batch_invariant: true`, eight slots: eight streams with different sampling parameters,
-    two with long prompts prefilled beside the others' decoding, each equal their solo runs
-    bit for bit: the same text and the same logprob floats."""
+@pytest.fixture(scope="module")
+def exact_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                 ) -> Iterator[HugindProcess]:
+    """`batch_invariant: true`, eight slots."""
     cfg = _cfg(gemma_path, parallel=8, ram_mb=64)
     cfg["models"][0]["batch_invariant"] = True
     proc = HugindProcess(cfg, tmp_path_factory.mktemp("exact"), name="exact").start()
-    try:
-        solo, together, delta = solo_and_together(proc.url)
-    finally:
-        proc.stop()
+    yield proc
+    proc.stop()
+
+
+def test_batched_streams_equal_solo(exact_server: HugindProcess) -> None:
+    """Eight streams with different sampling parameters, two with long prompts prefilled
+    beside the others' decoding, each equal their solo runs bit for bit: the same text and
+    the same logprob floats."""
+    solo, together, delta = solo_and_together(exact_server.url)
     assert together == solo
     assert delta["generated_tokens"] >= 2 * delta["steps"]
+
+
+def _background(url: str, n: int) -> list[concurrent.futures.Future[Any]]:
+    pool = concurrent.futures.ThreadPoolExecutor(n)
+    futs = [pool.submit(httpx.post, url + "/v1/completions", timeout=120,
+                        headers={"Authorization": f"Bearer {KEYS[1]}"},
+                        json={"model": "gemma", "prompt": f"Background story {i}:",
+                              "max_tokens": 48, "ignore_eos": True, "temperature": 0})
+            for i in range(n)]
+    pool.shutdown(wait=False)
+    return futs
+
+
+def test_resume_under_load_equals_fresh(exact_server: HugindProcess) -> None:
+    """A session's second turn, resumed while seven other streams decode, equals the same
+    prompt read fresh with nothing else running: same text, same logprobs."""
+    url = exact_server.url
+    for trial in range(4):
+        user = f"under-load-{trial}"
+        first = [{"role": "user", "content": f"Take {trial}. " + QUESTIONS[0] * (trial + 1)}]
+        r1 = chat(url, first, user=user)
+        msgs = [*first, {"role": "assistant", "content": r1["choices"][0]["message"]["content"]},
+                {"role": "user", "content": QUESTIONS[1]}]
+        fresh = chat(url, msgs, cache=False, max_tokens=16, logprobs=True)
+        busy = _background(url, 7)
+        time.sleep(0.15 * trial)
+        resumed = chat(url, msgs, user=user, max_tokens=16, logprobs=True)
+        assert all(f.result().status_code == 200 for f in busy)
+        assert cached(resumed) > 0
+        assert resumed["choices"][0]["message"] == fresh["choices"][0]["message"]
+        assert resumed["choices"][0]["logprobs"] == fresh["choices"][0]["logprobs"]
 
 
 def test_disconnect_frees_sequence(ram_server: HugindProcess) -> None:

@@ -15,6 +15,7 @@ from hugind.engine.types import (
     GenerationRequest,
     ModelInfo,
     TokenEvent,
+    TokenLogprob,
     Usage,
 )
 from hugind.errors import ContextLengthError, InvalidRequestError, ModelNotFoundError
@@ -100,7 +101,9 @@ class FakeEngine:
                 last = i == len(words) - 1
                 reason = (FinishReason.LENGTH if req.max_tokens <= len(self.words)
                           else FinishReason.STOP) if last else None
-                yield TokenEvent(w, [i], finish_reason=reason,
+                lps = ([TokenLogprob(w, -0.5, list(w.encode()), [])]
+                       if req.top_logprobs is not None else [])
+                yield TokenEvent(w, [i], lps, finish_reason=reason,
                                  usage=Usage(len(req.prompt_tokens), len(words)) if last
                                  else None)
             done = True

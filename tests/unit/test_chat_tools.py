@@ -91,3 +91,18 @@ def test_inline_tool_turns() -> None:
     rendered = ChatTemplate("gemma").render(out)
     assert "<start_of_turn>model\n" + CALL in rendered
     assert "<start_of_turn>user\n<tool_response>sunny</tool_response>" in rendered
+
+
+@pytest.mark.parametrize(("words", "key"), [(["It is ", "sunny."], "content"),
+                                            ([CALL], "tool_calls")])
+def test_streamed_logprobs_survive_tool_buffering(words: list[str], key: str) -> None:
+    """With tools the reply is buffered to be parsed; its logprobs still arrive, as many as
+    the tokens, on the chunk that carries the reply (as in the unstreamed response)."""
+    body = {"model": "fake", "messages": USER, "max_tokens": 5, "stream": True,
+            "logprobs": True, "tools": [{"type": "function", "function": FN}]}
+    with client(words) as c:
+        streamed = sse(c.post("/v1/chat/completions", json=body).text)
+        whole = c.post("/v1/chat/completions", json={**body, "stream": False}).json()
+    carrying = [ch["choices"][0] for ch in streamed if ch["choices"][0]["delta"].get(key)]
+    assert carrying[0]["logprobs"] == whole["choices"][0]["logprobs"]
+    assert [lp["token"] for lp in carrying[0]["logprobs"]["content"]] == words

@@ -180,21 +180,23 @@ async def _chunks(streams: list[AsyncIterator[Any]], ident: str, created: int, m
         c = choices[i]
         c.add(ev)
         lps = logprobs_dict(ev.logprobs) if ev.logprobs else None
-        if plan.buffers:
+        if plan.buffers:  # the whole reply, parsed once it is done; logprobs as unstreamed
             if ev.finish_reason is None:
                 continue
             calls = plan.parse(c.content)
+            all_lps = logprobs_dict(c.logprobs) if c.logprobs else None
             if calls and plan.legacy:
-                yield chunk(i, {"function_call": calls[0]["function"]})
+                yield chunk(i, {"function_call": calls[0]["function"]}, logprobs=all_lps)
                 yield chunk(i, {}, "function_call")
                 continue
             if calls:
                 for k, call in enumerate(calls):
-                    yield chunk(i, {"tool_calls": [{"index": k, **call}]})
+                    yield chunk(i, {"tool_calls": [{"index": k, **call}]},
+                                logprobs=all_lps if k == 0 else None)
                 yield chunk(i, {}, "tool_calls")
                 continue
-            if c.content:
-                yield chunk(i, {"content": c.content})
+            if c.content or all_lps:
+                yield chunk(i, {"content": c.content}, logprobs=all_lps)
         elif ev.text or lps:
             yield chunk(i, {"content": ev.text}, logprobs=lps)
         if ev.finish_reason is not None:

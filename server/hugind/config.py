@@ -97,6 +97,9 @@ class ModelConfig(Base):
                 "needs exactly one source: `path`, `hf` or `package`"
                 + (f" (got {', '.join(sources)})" if sources else "")
             )
+        if self.batch_invariant and self.flash_attn:
+            raise ValueError("batch_invariant needs flash_attn off: with flash attention a lone "
+                             "decode row over 512+ cached tokens takes another kernel")
         if self.parallel > self.n_batch - 16:
             raise ValueError(f"parallel ({self.parallel}) must leave 16 tokens of n_batch "
                              f"({self.n_batch}) for prompts: at most {self.n_batch - 16}")

@@ -17,11 +17,12 @@ from tests.servers import HugindProcess
 pytestmark = pytest.mark.model
 
 KEYS = ["sess-key-one-1111", "sess-key-two-2222"]
-# The first turn is long enough to hold a few prefill quanta (16 tokens each): only whole
+# The first turn is long enough to hold several prefill quanta (16 tokens each) beyond the
+# 64-row chunk the rest of a resumed prompt is read in (flash attention on the CPU): only whole
 # quanta of a prompt are reused, so a resumed turn is bit-identical to a fresh one.
-QUESTIONS = ["My notes say that whales are large marine mammals that breathe air, sing long "
-             "songs, travel across whole oceans every year and feed on krill and small fish. "
-             "Tell me about whales.", "And about dolphins?", "Which one is bigger?"]
+NOTES = ("My notes say that whales are large marine mammals that breathe air, sing long songs, "
+         "travel across whole oceans every year and feed on krill and small fish. ")
+QUESTIONS = [NOTES * 3 + "Tell me about whales.", "And about dolphins?", "Which one is bigger?"]
 
 
 def _cfg(gemma_path: Path, *, parallel: int, ram_mb: int, max_queue: int = 16) -> dict[str, Any]:

@@ -6,7 +6,7 @@ lock) and ``Job.cancelled``. Everything else, the context, the slots and the ses
 used by the worker thread alone.
 
 Each step decodes one token of every decoding sequence together (one ``llama_decode``), then
-reads one chunk of at most ``n_batch`` prompt tokens of one prefilling sequence (see ``_step``).
+reads one chunk of at most ``n_ubatch`` prompt tokens of one prefilling sequence (see ``_step``).
 """
 
 from __future__ import annotations
@@ -43,12 +43,14 @@ log = logging.getLogger(__name__)
 _STOP = object()
 
 # Prefill runs in chunks whose starts and lengths (all but the last) are multiples of QUANTUM,
-# and only the first QUANTUM-multiple of a prompt counts as reusable. llama.cpp's CPU matmuls
-# compute a batch row with a 4-row GEMM or a 1-row GEMV kernel (8-row tiles without weight
-# repacking), which round differently; on this grid a position always takes the same kernel,
-# whether its prompt was read whole, resumed from a session or split across steps, so a resumed
-# conversation gives exactly the output of a fresh one. Decoded tokens (1-row steps) are never
-# reused for the same reason: the next turn re-reads the previous reply.
+# each holding at least ``_min_chunk`` rows when the prompt (or the part not reused) has that
+# many; only whole QUANTUM cells of a prompt read that way count as reusable. llama.cpp's CPU
+# kernels change with a chunk's row count (4-row GEMM or 1-row GEMV with weight repacking, a
+# tiled K-quant matmul from 8 rows, flash attention's tiled kernel from 64): under these rules
+# every reusable position takes the same kernels whether its prompt was read whole, resumed
+# from a session or split across steps, so a resumed conversation gives exactly the output of
+# a fresh one. Decoded tokens (1-row steps) are never reused for the same reason: the next turn
+# re-reads the previous reply.
 QUANTUM = 16
 
 
@@ -100,6 +102,7 @@ class ModelWorker:
         self._slots: list[Slot] = []
         self._store: SnapshotStore | None = None
         self._resident: list[dict[str, Any]] = []
+        self._min_chunk = QUANTUM  # fewest rows per prompt chunk (see QUANTUM)
         self._thread = threading.Thread(target=self._run, name=f"hugind-{name}", daemon=True)
         self.ready = threading.Event()
 
@@ -160,6 +163,7 @@ class ModelWorker:
             self.ctx = self._factory()
             self._store = self._store_factory(self.ctx)
             self._slots = [Slot(seq=i) for i in range(self.ctx.n_seq)]
+            self._min_chunk = max(QUANTUM, self.ctx.min_chunk)
         except Exception as exc:  # noqa: BLE001 - any load failure marks the model failed
             log.error("model %s failed to load: %s", self.name, exc)
             self._on_state("failed", str(exc))
@@ -356,6 +360,8 @@ class ModelWorker:
         reuse = req.use_cache and req.prompt_logprobs is None
         n = min(common_prefix(slot.tokens, prompt), len(prompt) - 1, slot.exact) if reuse else 0
         n -= n % QUANTUM
+        while n > 0 and len(prompt) - n < self._min_chunk:  # the rest must fill a chunk
+            n -= QUANTUM
         if n < len(slot.tokens) and not (ctx.can_rewind and ctx.seq_rm(slot.seq, n, -1)):
             ctx.seq_clear(slot.seq)
             n = 0
@@ -437,8 +443,11 @@ class ModelWorker:
         ctx = self.ctx
         assert ctx is not None
         slot = job.slot
-        budget = ctx.n_batch
-        size = len(job.pending) if len(job.pending) <= budget else budget - budget % QUANTUM
+        size = len(job.pending)
+        if size > ctx.n_ubatch:  # one ubatch a chunk, so that llama.cpp reads it as one
+            size = ctx.n_ubatch - ctx.n_ubatch % QUANTUM
+            while size > self._min_chunk and len(job.pending) - size < self._min_chunk:
+                size -= QUANTUM
         chunk = job.pending[:size]
         start = len(slot.tokens)
         scoring = job.prompt_lps is not None  # row i predicts the token after chunk[i]
@@ -455,8 +464,10 @@ class ModelWorker:
         self.counters.prefilled_tokens += size
         if scoring:
             self._score_prompt(job, chunk + job.pending[:1])
-        if last:
-            slot.exact = len(slot.tokens) - len(slot.tokens) % QUANTUM
+        if last:  # a read shorter than a chunk's floor took other kernels: nothing reusable
+            read = len(job.req.prompt_tokens) - job.cached_tokens
+            n = len(slot.tokens)
+            slot.exact = n - n % QUANTUM if read >= self._min_chunk else 0
             self._sample(job, size - 1)
 
     def _score_prompt(self, job: Job, tokens: list[int]) -> None:

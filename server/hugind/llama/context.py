@@ -16,7 +16,13 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from hugind.llama.params import ModelParams, context_params, gpu_layers, model_params
+from hugind.llama.params import (
+    ModelParams,
+    context_params,
+    gpu_layers,
+    min_exact_chunk,
+    model_params,
+)
 from hugind.llama.threadpool import attach_threadpool, free_threadpool
 
 log = logging.getLogger(__name__)
@@ -144,6 +150,8 @@ class GenerationContext:
         self.n_seq = params.n_seq
         self.n_ctx_seq = min(params.n_ctx, llama_cpp.llama_n_ctx(ctx))
         self.n_batch = llama_cpp.llama_n_batch(ctx)
+        self.n_ubatch = llama_cpp.llama_n_ubatch(ctx)  # llama.cpp splits longer batches
+        self.min_chunk = min_exact_chunk(params, cparams)
         self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(self._model)
         self.n_swa = llama_cpp.llama_model_n_swa(self._model)
         self.n_gpu_layers = gpu_layers(params)

@@ -68,6 +68,17 @@ def model_params(p: ModelParams) -> llama_cpp.llama_model_params:
     return mp
 
 
+# ggml-cpu's flash attention reads a chunk of 64 or more query rows with a tiled kernel and a
+# shorter one with another (GGML_FA_TILE_Q), which round differently.
+CPU_FA_TILE_ROWS = 64
+
+
+def min_exact_chunk(p: ModelParams, cp: llama_cpp.llama_context_params) -> int:
+    """The fewest prompt rows a chunk must hold so that every row is read as in a chunk of
+    any larger size (0: no such floor from attention)."""
+    return CPU_FA_TILE_ROWS if cp.flash_attn_type == 1 and gpu_layers(p) == 0 else 0
+
+
 def default_threads() -> int:
     return max(1, (os.cpu_count() or 2))
 
@@ -87,9 +98,13 @@ def context_params(p: ModelParams) -> llama_cpp.llama_context_params:
     cp.n_threads = threads
     cp.n_threads_batch = p.threads_batch or threads
     if p.flash_attn is None:
-        # On the CPU, flash attention makes a token's KV depend on how the prompt was split
-        # into batches, so a resumed session would drift from a fresh run; off there is exact.
-        cp.flash_attn_type = -1 if gpu_layers(p) != 0 else 0
+        # On the CPU it is exact as long as prefill chunks hold CPU_FA_TILE_ROWS rows or more
+        # (the engine keeps them so); not with batch_invariant: a lone decode row over 512+
+        # cached tokens takes a split-KV kernel that batched rows do not.
+        # Embedding contexts keep it off: there it moved batched embeddings off their solo
+        # values far beyond rounding (measured).
+        cpu_fa = not (p.batch_invariant or p.embedding) and p.n_batch >= 2 * CPU_FA_TILE_ROWS
+        cp.flash_attn_type = -1 if gpu_layers(p) != 0 else int(cpu_fa)
     else:
         cp.flash_attn_type = int(p.flash_attn)
     cp.type_k = CACHE_TYPES[p.cache_type_k]

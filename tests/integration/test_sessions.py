@@ -18,8 +18,8 @@ pytestmark = pytest.mark.model
 
 KEYS = ["sess-key-one-1111", "sess-key-two-2222"]
 # The first turn is long enough to hold several prefill quanta (16 tokens each) beyond the
-# 64-row chunk the rest of a resumed prompt is read in (flash attention on the CPU): only whole
-# quanta of a prompt are reused, so a resumed turn is bit-identical to a fresh one.
+# 64-row chunk the rest of a resumed prompt is read in with flash attention on the CPU: only
+# whole quanta of a prompt are reused, so a resumed turn is bit-identical to a fresh one.
 NOTES = ("My notes say that whales are large marine mammals that breathe air, sing long songs, "
          "travel across whole oceans every year and feed on krill and small fish. ")
 QUESTIONS = [NOTES * 3 + "Tell me about whales.", "And about dolphins?", "Which one is bigger?"]
@@ -112,6 +112,26 @@ def test_resume_from_ram_equals_fresh(ram_server: HugindProcess) -> None:
     assert cached(resumed) > 0
     fresh = chat(url, messages, cache=False)
     assert fresh["choices"][0]["message"] == resumed["choices"][0]["message"]
+
+
+def test_flash_attention_resume_equals_fresh(gemma_path: Path,
+                                            tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`flash_attn: true` on the CPU: prompts are read in chunks of 64+ rows, so a resumed
+    turn still equals a fresh read, text and logprobs, and still reuses the cache."""
+    cfg = _cfg(gemma_path, parallel=2, ram_mb=64)
+    cfg["models"][0]["flash_attn"] = True
+    proc = HugindProcess(cfg, tmp_path_factory.mktemp("fa"), name="fa").start()
+    try:
+        url = proc.url
+        messages, _ = conversation(url, "fa-user", 1)
+        messages.append({"role": "user", "content": QUESTIONS[1]})
+        fresh = chat(url, messages, cache=False, logprobs=True)
+        resumed = chat(url, messages, user="fa-user", logprobs=True)
+    finally:
+        proc.stop()
+    assert cached(resumed) > 0
+    assert resumed["choices"][0]["message"] == fresh["choices"][0]["message"]
+    assert resumed["choices"][0]["logprobs"] == fresh["choices"][0]["logprobs"]
 
 
 def test_keys_are_isolated(ram_server: HugindProcess) -> None:

@@ -98,13 +98,9 @@ def context_params(p: ModelParams) -> llama_cpp.llama_context_params:
     cp.n_threads = threads
     cp.n_threads_batch = p.threads_batch or threads
     if p.flash_attn is None:
-        # On the CPU it is exact as long as prefill chunks hold CPU_FA_TILE_ROWS rows or more
-        # (the engine keeps them so); not with batch_invariant: a lone decode row over 512+
-        # cached tokens takes a split-KV kernel that batched rows do not.
-        # Embedding contexts keep it off: there it moved batched embeddings off their solo
-        # values far beyond rounding (measured).
-        cpu_fa = not (p.batch_invariant or p.embedding) and p.n_batch >= 2 * CPU_FA_TILE_ROWS
-        cp.flash_attn_type = -1 if gpu_layers(p) != 0 else int(cpu_fa)
+        # Off on the CPU: exact resume with it on needs every prompt chunk to hold 64+ rows
+        # (see min_exact_chunk), so each resumed turn would re-read up to 63 cached tokens.
+        cp.flash_attn_type = -1 if gpu_layers(p) != 0 else 0
     else:
         cp.flash_attn_type = int(p.flash_attn)
     cp.type_k = CACHE_TYPES[p.cache_type_k]

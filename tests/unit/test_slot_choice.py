@@ -1,4 +1,5 @@
-"""Which sequence slot the scheduler gives a new request (pure logic, no model)."""
+"""Which sequence slot the scheduler gives a new request, and how it chunks a prompt (pure
+logic, no model)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 from hugind.engine.jobs import Job
 from hugind.engine.types import GenerationRequest
-from hugind.engine.worker import QUANTUM, ModelWorker, Slot
+from hugind.engine.worker import QUANTUM, ModelWorker, Slot, chunk_size
 
 
 def _worker(n: int) -> ModelWorker:
@@ -67,3 +68,11 @@ def test_prefix_reuse_needs_a_whole_quantum() -> None:
     assert w._pick_slot(_job(prompt)) is w._slots[1]  # 15 reuse nothing
     far.tokens, far.exact = [*prompt[:QUANTUM], 1], QUANTUM
     assert w._pick_slot(_job(prompt, tenant="u")) is w._slots[1]  # another caller's
+
+
+def test_chunk_sizes() -> None:
+    assert chunk_size(100, 512, QUANTUM) == 100  # fits one ubatch: read whole
+    assert chunk_size(520, 512, QUANTUM) == 496  # leaves 24, not 8
+    assert chunk_size(600, 512, 64) == 512  # leaves 88
+    assert chunk_size(520, 512, 64) == 448  # leaves 72, not 8
+    assert chunk_size(100, 8, QUANTUM) == QUANTUM  # a tiny n_ubatch still moves a whole cell

@@ -54,6 +54,17 @@ _STOP = object()
 QUANTUM = 16
 
 
+def chunk_size(pending: int, n_ubatch: int, min_chunk: int) -> int:
+    """How many of ``pending`` prompt tokens the next chunk reads (see QUANTUM): all of them
+    if they fit one ubatch, else whole cells, leaving at least ``min_chunk`` for later."""
+    if pending <= n_ubatch:
+        return pending
+    size = max(QUANTUM, n_ubatch - n_ubatch % QUANTUM)  # an n_ubatch under QUANTUM: one cell
+    while size > min_chunk and pending - size < min_chunk:
+        size -= QUANTUM
+    return size
+
+
 @dataclass(eq=False)
 class Slot:
     """One llama.cpp sequence id and what its KV cells hold."""
@@ -273,10 +284,10 @@ class ModelWorker:
                     job.store_session = False  # same conversation already running
                     break
         else:  # the idle anonymous sequence of this caller with the most reusable tokens
-            best, best_len = None, QUANTUM - 1
+            best, best_len = None, 0
             for s in idle:
                 if s.tenant == req.tenant and s.session is None:
-                    n = min(common_prefix(s.tokens, req.prompt_tokens), s.exact)
+                    n = self._reusable(s, req.prompt_tokens)
                     if n > best_len:
                         best, best_len = s, n
             if best is not None:
@@ -296,6 +307,15 @@ class ModelWorker:
         0, 1, 2 34-38 ms)."""
         busy = sorted(s.seq for s in self._slots if s.job is not None or s is slot)
         return sum(1 for i, q in enumerate(busy) if i == 0 or q != busy[i - 1] + 1)
+
+    def _reusable(self, slot: Slot, prompt: list[int]) -> int:
+        """How many leading tokens of ``prompt`` the slot's KV can give exactly: whole cells
+        of its exact prefix, leaving the rest at least one chunk (see QUANTUM)."""
+        n = min(common_prefix(slot.tokens, prompt), len(prompt) - 1, slot.exact)
+        n -= n % QUANTUM
+        while n > 0 and len(prompt) - n < self._min_chunk:
+            n -= QUANTUM
+        return n
 
     def _evict(self, slot: Slot) -> None:
         ctx = self.ctx
@@ -358,10 +378,7 @@ class ModelWorker:
         prompt = req.prompt_tokens
         # Prompt logprobs need every prompt token's logits, so such a request reuses nothing.
         reuse = req.use_cache and req.prompt_logprobs is None
-        n = min(common_prefix(slot.tokens, prompt), len(prompt) - 1, slot.exact) if reuse else 0
-        n -= n % QUANTUM
-        while n > 0 and len(prompt) - n < self._min_chunk:  # the rest must fill a chunk
-            n -= QUANTUM
+        n = self._reusable(slot, prompt) if reuse else 0
         if n < len(slot.tokens) and not (ctx.can_rewind and ctx.seq_rm(slot.seq, n, -1)):
             ctx.seq_clear(slot.seq)
             n = 0
@@ -443,11 +460,7 @@ class ModelWorker:
         ctx = self.ctx
         assert ctx is not None
         slot = job.slot
-        size = len(job.pending)
-        if size > ctx.n_ubatch:  # one ubatch a chunk, so that llama.cpp reads it as one
-            size = ctx.n_ubatch - ctx.n_ubatch % QUANTUM
-            while size > self._min_chunk and len(job.pending) - size < self._min_chunk:
-                size -= QUANTUM
+        size = chunk_size(len(job.pending), ctx.n_ubatch, self._min_chunk)
         chunk = job.pending[:size]
         start = len(slot.tokens)
         scoring = job.prompt_lps is not None  # row i predicts the token after chunk[i]

@@ -3,7 +3,8 @@
 Threading contract: ``ModelWorker`` methods without a leading underscore are called from the
 event loop thread and only touch the inbox (a thread-safe queue), the waiting counter (under a
 lock) and ``Job.cancelled``. Everything else, the context, the slots and the session store, is
-used by the worker thread alone.
+used by the worker thread alone, except that while it waits, the threads of its sampling pool
+may each run one sequence's sampler (see ``_sample_ahead``).
 
 Each step decodes one token of every decoding sequence together (one ``llama_decode``), then
 reads one chunk of at most ``n_ubatch`` prompt tokens of one prefilling sequence (see ``_step``).
@@ -114,6 +115,7 @@ class ModelWorker:
         self._store: SnapshotStore | None = None
         self._resident: list[dict[str, Any]] = []
         self._min_chunk = QUANTUM  # fewest rows per prompt chunk (see QUANTUM)
+        self._sampling_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._thread = threading.Thread(target=self._run, name=f"hugind-{name}", daemon=True)
         self.ready = threading.Event()
 
@@ -175,6 +177,10 @@ class ModelWorker:
             self._store = self._store_factory(self.ctx)
             self._slots = [Slot(seq=i) for i in range(self.ctx.n_seq)]
             self._min_chunk = max(QUANTUM, self.ctx.min_chunk)
+            workers = min(self.ctx.n_threads, self.ctx.n_seq)
+            if workers > 1:
+                self._sampling_pool = concurrent.futures.ThreadPoolExecutor(
+                    workers, thread_name_prefix=f"hugind-{self.name}-sample")
         except Exception as exc:  # noqa: BLE001 - any load failure marks the model failed
             log.error("model %s failed to load: %s", self.name, exc)
             self._on_state("failed", str(exc))
@@ -451,10 +457,27 @@ class ModelWorker:
         if rc != 0:
             self._decode_failed(rc)
             return
+        sampled = self._sample_ahead(jobs)
         for row, (job, token) in enumerate(zip(jobs, tokens, strict=True)):
             job.slot.tokens.append(token)
             job.next_token = None
-            self._sample(job, row)
+            self._sample(job, row, sampled.get(row))
+
+    def _sample_ahead(self, jobs: list[Job]) -> dict[int, int]:
+        """Sample the rows whose samplers walk the whole vocabulary on the sampling pool, all
+        at once: ~2.3 ms a row for Gemma 3 on one core, while the cores decoding the batch sit
+        idle. Each sampler runs on one thread and keeps its own RNG, and llama.cpp's calls
+        release the GIL, so the tokens are those of sampling the rows one after another."""
+        pool = self._sampling_pool
+        rows = [(row, job) for row, job in enumerate(jobs)
+                if not job.cancelled and job.req.max_tokens > 0 and job.sampler.costly]
+        if pool is None or len(rows) < 2:
+            return {}
+        ctx = self.ctx
+        assert ctx is not None
+        ctx.logits(0)  # llama.cpp reorders its output rows on the first read: do it once, here
+        tokens = pool.map(lambda rj: rj[1].sampler.sample(ctx, rj[0]), rows)
+        return {row: token for (row, _), token in zip(rows, tokens, strict=True)}
 
     def _prefill_chunk(self, job: Job) -> None:
         ctx = self.ctx
@@ -501,7 +524,7 @@ class ModelWorker:
             if job.slot is not None:  # its KV may hold part of the failed batch
                 self._clear_slot(job.slot)
 
-    def _sample(self, job: Job, row: int) -> None:
+    def _sample(self, job: Job, row: int, token: int | None = None) -> None:
         ctx = self.ctx
         assert ctx is not None and job.text is not None
         if job.cancelled:
@@ -510,7 +533,8 @@ class ModelWorker:
         if req.max_tokens <= 0:  # scoring only (echo with max_tokens 0): nothing to generate
             self._finish(job, FinishReason.LENGTH)
             return
-        token = job.sampler.sample(ctx, row)
+        if token is None:
+            token = job.sampler.sample(ctx, row)
         lps = [self._logprob(row, token, req.top_logprobs)] if req.top_logprobs is not None else []
         if ctx.vocab.is_eog(token) and not req.ignore_eos:
             self._finish(job, FinishReason.STOP, tail=job.text.flush())
@@ -602,6 +626,8 @@ class ModelWorker:
         return found
 
     def _shutdown(self) -> None:
+        if self._sampling_pool is not None:
+            self._sampling_pool.shutdown()
         if self.ctx is None:
             return
         try:

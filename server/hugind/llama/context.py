@@ -148,6 +148,7 @@ class GenerationContext:
         self.vocab = Vocab(self._model)
         self.metadata = read_metadata(self._model)
         self.n_seq = params.n_seq
+        self.n_threads = cparams.n_threads
         self.n_ctx_seq = min(params.n_ctx, llama_cpp.llama_n_ctx(ctx))
         self.n_batch = llama_cpp.llama_n_batch(ctx)
         self.n_ubatch = llama_cpp.llama_n_ubatch(ctx)  # llama.cpp splits longer batches

@@ -1,7 +1,8 @@
 """Per-sequence llama.cpp sampler chains.
 
-Threading contract: a ``Sampler`` belongs to one sequence and is used only by the owner thread of
-the context it samples from.
+Threading contract: a ``Sampler`` belongs to one sequence and is used by one thread at a time:
+the owner thread of the context it samples from, or a helper the owner waits on while the
+context only has its logits read (several samplers may then read one context's rows at once).
 """
 
 from __future__ import annotations
@@ -18,6 +19,30 @@ from hugind.llama.context import GenerationContext
 _BAN = -math.inf
 _TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 assert _TOKEN_DATA.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
+
+
+_BLOCK = 1024  # logits per block of the two-level cumulative sum in softmax_sample
+
+
+def softmax_sample(logits: np.ndarray, temperature: float, u: float, work: np.ndarray) -> int:
+    """The index drawn from softmax(logits / temperature) by a uniform ``u`` in [0, 1): the
+    first one whose cumulative probability exceeds ``u``, as llama.cpp's temp + dist samplers
+    draw. Vectorised exp and a two-level cumulative sum (block sums, then within one block)
+    take ~0.4 ms for Gemma 3's 262k logits, where llama.cpp's scalar loops take ~2.3 ms.
+    A zero-probability index is never drawn. ``work`` is a float32 buffer of the same size."""
+    x = np.divide(logits, np.float32(temperature), out=work)
+    x -= x.max()
+    np.exp(x, out=x)
+    starts = np.arange(0, len(x), _BLOCK)
+    cum = np.cumsum(np.add.reduceat(x, starts, dtype=np.float64))
+    target = u * cum[-1]
+    b = min(int(np.searchsorted(cum, target, side="right")), len(cum) - 1)
+    block = x[starts[b]:starts[b] + _BLOCK]
+    inner = np.cumsum(block, dtype=np.float64)
+    i = int(np.searchsorted(inner, target - (cum[b - 1] if b else 0.0), side="right"))
+    if i >= len(block):  # rounding between the two sums: the block's last nonzero index
+        i = int(np.flatnonzero(block)[-1])
+    return int(starts[b]) + i
 
 
 class GrammarError(ValueError):
@@ -60,8 +85,14 @@ class Sampler:
             raise
         # A chain of the greedy sampler alone needs no chain at all: argmax over the logits row
         # is what it returns (the first maximum), without building a 262k-entry candidate array.
-        self._argmax_only = (spec.temperature <= 0.0 and self._grammar is None
-                             and llama_cpp.llama_sampler_chain_n(self._chain) == 1)
+        n_chain = llama_cpp.llama_sampler_chain_n(self._chain)
+        self._argmax_only = spec.temperature <= 0.0 and self._grammar is None and n_chain == 1
+        # Temperature alone (OpenAI's defaults) is a softmax draw: done in numpy, ~5x faster.
+        self._softmax: tuple[np.random.Generator, np.ndarray] | None = None
+        if spec.temperature > 0.0 and self._grammar is None and n_chain == 2:
+            self._softmax = (np.random.Generator(np.random.PCG64(spec.seed)),
+                             np.empty(ctx.vocab.n_vocab, dtype=np.float32))
+        self._temperature = spec.temperature
         if self._grammar is not None:
             n_vocab = ctx.vocab.n_vocab
             self._ids = np.arange(n_vocab, dtype=np.int32)
@@ -112,10 +143,20 @@ class Sampler:
         self._add(llama_cpp.llama_sampler_init_temp(spec.temperature))
         self._add(llama_cpp.llama_sampler_init_dist(spec.seed & 0xFFFFFFFF))
 
+    @property
+    def costly(self) -> bool:
+        """Whether sampling runs a llama.cpp chain over the whole vocabulary: ~2.3 ms a row
+        for Gemma 3's 262k tokens on one core, against ~0.4 ms for a numpy softmax draw and
+        ~0.05 ms for greedy argmax."""
+        return not self._argmax_only and self._softmax is None
+
     def sample(self, ctx: GenerationContext, idx: int) -> int:
         """Sample from the logits of batch row ``idx`` and accept the token."""
         if self._argmax_only:
             return int(np.argmax(ctx.logits(idx)))
+        if self._softmax is not None:
+            rng, work = self._softmax
+            return softmax_sample(ctx.logits(idx), self._temperature, rng.random(), work)
         if self._grammar is None:
             return int(llama_cpp.llama_sampler_sample(self._chain, ctx.raw_ctx, idx))
         logits = ctx.logits(idx)

@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--levels", type=_ints, default=[1, 2, 4, 8], help="concurrency levels")
     run.add_argument("--concurrency-rounds", type=int, default=2)
     run.add_argument("--concurrency-tokens", type=int, default=64)
+    run.add_argument("--concurrency-temperature", type=float, default=0.0,
+                     help="sampling temperature of the concurrency streams (0: greedy)")
     run.add_argument("--users", type=int, default=8)
     run.add_argument("--turns", type=int, default=4)
     run.add_argument("--doc-words", type=int, default=600)
@@ -479,6 +481,7 @@ async def _scenarios_in_shares(
                 levels=args.levels,
                 rounds=args.concurrency_rounds,
                 max_tokens=args.concurrency_tokens,
+                temperature=args.concurrency_temperature,
                 **gen,
             )
         elif name == "sessions":

@@ -306,15 +306,19 @@ async def run_concurrency(
     rounds: int = 2,
     max_tokens: int = 64,
     endpoint: str = "completions",
+    temperature: float = 0.0,
 ) -> ScenarioResult:
     """C clients at once against one runner: aggregate output tokens/s, TTFT, ITL, failures.
 
     A burst starts C streams together and lasts until the last one ends; aggregate output
-    tokens/s is the tokens all streams delivered divided by the burst's wall time.
+    tokens/s is the tokens all streams delivered divided by the burst's wall time. With a
+    ``temperature`` above 0 each server samples with its own defaults for everything else
+    (llama-server and llama-cpp-python: top-k 40, top-p 0.95, min-p 0.05; Hugind: none).
     """
     res = ScenarioResult(
         "concurrency",
-        {"levels": list(levels), "rounds": rounds, "max_tokens": max_tokens, "endpoint": endpoint},
+        {"levels": list(levels), "rounds": rounds, "max_tokens": max_tokens, "endpoint": endpoint,
+         "temperature": temperature},
     )
     slots = interleave(list(levels), list(runners), rounds)
     res.slots_planned = len(slots)
@@ -332,6 +336,7 @@ async def run_concurrency(
                 f"near the {make_text(2, seed=i)}, there lived",
                 max_tokens=max_tokens,
                 labels={"scenario": "concurrency", "concurrency": c, "round": slot.round},
+                extra={"temperature": temperature} if temperature else {},
             )
             for i in range(c)
         ]

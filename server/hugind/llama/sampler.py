@@ -90,7 +90,7 @@ class Sampler:
         # Temperature alone (OpenAI's defaults) is a softmax draw: done in numpy, ~5x faster.
         self._softmax: tuple[np.random.Generator, np.ndarray] | None = None
         if spec.temperature > 0.0 and self._grammar is None and n_chain == 2:
-            self._softmax = (np.random.Generator(np.random.PCG64(spec.seed)),
+            self._softmax = (np.random.Generator(np.random.PCG64(spec.seed & 0xFFFFFFFF)),
                              np.empty(ctx.vocab.n_vocab, dtype=np.float32))
         self._temperature = spec.temperature
         if self._grammar is not None:

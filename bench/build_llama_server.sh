@@ -32,8 +32,11 @@ if [ ! -d "$src" ]; then
 fi
 
 echo "== configuring $build"
+# Same CPU flags as the README's install of llama-cpp-python: no AMX tile kernels (they crash
+# on Xeon VMs with AMX, see CMakeLists-notes.md), so both sides run the same kernels.
 nice -n 10 cmake -S "$src" -B "$build" \
     -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_C_FLAGS=-U__AMX_INT8__ -DCMAKE_CXX_FLAGS=-U__AMX_INT8__ \
     -DLLAMA_CURL=OFF \
     -DLLAMA_OPENSSL=OFF \
     -DLLAMA_BUILD_TESTS=OFF \

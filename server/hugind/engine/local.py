@@ -34,7 +34,13 @@ from hugind.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
 )
-from hugind.llama import Embedder, GenerationContext, ModelParams, use_batch_invariant_kernels
+from hugind.llama import (
+    Embedder,
+    GenerationContext,
+    ModelParams,
+    build_warnings,
+    use_batch_invariant_kernels,
+)
 from hugind.llama.context import Vocab
 from hugind.llama.grammar import SchemaError, grammar_for
 from hugind.modelstore import resolve
@@ -109,6 +115,8 @@ class LocalEngine:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        for warning in build_warnings():
+            log.warning("%s", warning)
         if any(h.cfg.batch_invariant for h in self._handles):
             use_batch_invariant_kernels()  # before the first model computes anything
         for h in self._handles:

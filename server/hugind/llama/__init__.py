@@ -6,7 +6,12 @@ nothing in this package is thread-safe unless its docstring says so.
 
 from __future__ import annotations
 
-from hugind.llama.backend import BackendInfo, backend_info, use_batch_invariant_kernels
+from hugind.llama.backend import (
+    BackendInfo,
+    backend_info,
+    build_warnings,
+    use_batch_invariant_kernels,
+)
 from hugind.llama.context import GenerationContext, ModelLoadError, ModelParams
 from hugind.llama.embedder import Embedder
 from hugind.llama.sampler import Sampler, SamplerSpec
@@ -20,5 +25,6 @@ __all__ = [
     "Sampler",
     "SamplerSpec",
     "backend_info",
+    "build_warnings",
     "use_batch_invariant_kernels",
 ]

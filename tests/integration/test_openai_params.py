@@ -109,6 +109,18 @@ def test_seed_reproducible_and_distinct(client: openai.OpenAI) -> None:
     assert texts[0] == texts[1]
 
 
+@pytest.mark.parametrize("seed", [-1, -2**63, 2**63 - 1])
+@pytest.mark.parametrize("extra", [{}, {"top_p": 0.9}])  # numpy softmax draw, llama.cpp chain
+def test_any_int64_seed_samples(client: openai.OpenAI, seed: int, extra: dict[str, float]) -> None:
+    def run() -> str:
+        return client.completions.create(
+            model="gemma", prompt="Once upon a time", max_tokens=6, temperature=1.0, seed=seed,
+            extra_body={**FRESH, **extra}).choices[0].text
+
+    first = run()
+    assert first and run() == first
+
+
 @pytest.mark.parametrize("top", [0, 5, 20])
 def test_top_logprobs_lengths(client: openai.OpenAI, top: int) -> None:
     r = client.chat.completions.create(model="gemma", messages=MSGS, max_tokens=4,

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hugind.llama.sampler import softmax_sample
+from hugind.llama.sampler import seed32, softmax_sample
 
 
 def reference_cdf(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -62,3 +62,14 @@ def test_temperature_sharpens_and_flattens() -> None:
     u = 0.8  # beyond token 0's share at T=1 (0.665), within it at T=0.5 (0.867)
     assert softmax_sample(logits, 1.0, u, work) == 1
     assert softmax_sample(logits, 0.5, u, work) == 0
+
+
+@given(st.integers(min_value=-2**63, max_value=2**63 - 1))
+def test_seed32_is_never_llama_random_seed(seed: int) -> None:
+    s = seed32(seed)
+    assert 0 <= s < 0xFFFFFFFF  # 0xFFFFFFFF asks llama.cpp for a random seed
+
+
+def test_seed32_keeps_high_bits() -> None:
+    assert seed32(1) != seed32(1 + 2**32)
+    assert seed32(-1) != seed32(2**63 - 1)

@@ -60,8 +60,19 @@ class SamplerSpec:
     presence_penalty: float = 0.0
     penalty_last_n: int = 64
     logit_bias: dict[int, float] = field(default_factory=dict)
-    seed: int = 0xFFFFFFFF
+    seed: int = 0  # the worker draws one per request when the client sends none
     grammar: str | None = None
+
+
+_U64 = 2**64 - 1
+_LLAMA_RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp draws a random seed instead
+
+
+def seed32(seed: int) -> int:
+    """An OpenAI seed (any int64) as a 32-bit llama.cpp seed: both halves folded in, and never
+    the value that llama.cpp replaces with a random seed (which -1 would be, masked)."""
+    folded = ((seed & _U64) ^ ((seed & _U64) >> 32)) & 0xFFFFFFFF
+    return folded if folded != _LLAMA_RANDOM_SEED else _LLAMA_RANDOM_SEED - 1
 
 
 class Sampler:
@@ -90,7 +101,7 @@ class Sampler:
         # Temperature alone (OpenAI's defaults) is a softmax draw: done in numpy, ~5x faster.
         self._softmax: tuple[np.random.Generator, np.ndarray] | None = None
         if spec.temperature > 0.0 and self._grammar is None and n_chain == 2:
-            self._softmax = (np.random.Generator(np.random.PCG64(spec.seed & 0xFFFFFFFF)),
+            self._softmax = (np.random.Generator(np.random.PCG64(spec.seed & _U64)),
                              np.empty(ctx.vocab.n_vocab, dtype=np.float32))
         self._temperature = spec.temperature
         if self._grammar is not None:
@@ -141,7 +152,7 @@ class Sampler:
         if spec.min_p > 0.0:
             self._add(llama_cpp.llama_sampler_init_min_p(spec.min_p, 1))
         self._add(llama_cpp.llama_sampler_init_temp(spec.temperature))
-        self._add(llama_cpp.llama_sampler_init_dist(spec.seed & 0xFFFFFFFF))
+        self._add(llama_cpp.llama_sampler_init_dist(seed32(spec.seed)))
 
     @property
     def costly(self) -> bool:

@@ -207,6 +207,47 @@ def test_batched_streams_equal_solo(exact_server: HugindProcess) -> None:
     assert delta["generated_tokens"] >= 2 * delta["steps"]
 
 
+@pytest.fixture(scope="module")
+def burst_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                 ) -> Iterator[HugindProcess]:
+    """Default kernels (no ``batch_invariant``), four slots: bursts of prompts are packed."""
+    proc = HugindProcess(_cfg(gemma_path, parallel=4, ram_mb=64),
+                         tmp_path_factory.mktemp("burst"), name="burst").start()
+    yield proc
+    proc.stop()
+
+
+def test_prompts_read_together_resume_exactly(burst_server: HugindProcess) -> None:
+    """Four first turns sent at once are read in one step (``packed_reads``); each user's
+    second turn then reuses that KV and equals the same prompt read fresh, alone: the same
+    text and logprob floats."""
+    url = burst_server.url
+    firsts: dict[str, list[dict[str, str]]] = {}
+    for attempt in range(3):
+        users = [f"burst-{attempt}-{i}" for i in range(4)]
+        batch = {u: [{"role": "user", "content": f"I am user {u}. " + NOTES * (i + 1)
+                      + "Tell me about whales." + " Please." * i}]
+                 for i, u in enumerate(users)}
+        before = stats(url)["packed_reads"]
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            futs = {u: pool.submit(chat, url, batch[u], user=u) for u in users}
+        replies = {u: f.result() for u, f in futs.items()}
+        for u in users:
+            firsts[u] = [*batch[u], {"role": "assistant",
+                                     "content": replies[u]["choices"][0]["message"]["content"]}]
+        if stats(url)["packed_reads"] > before:
+            break
+    else:
+        pytest.fail("four simultaneous requests were never read in one step")
+    for u in users:
+        msgs = [*firsts[u], {"role": "user", "content": QUESTIONS[1]}]
+        fresh = chat(url, msgs, cache=False, max_tokens=16, logprobs=True)
+        resumed = chat(url, msgs, user=u, max_tokens=16, logprobs=True)
+        assert cached(resumed) > 0
+        assert resumed["choices"][0]["message"] == fresh["choices"][0]["message"]
+        assert resumed["choices"][0]["logprobs"] == fresh["choices"][0]["logprobs"]
+
+
 def _background(url: str, n: int) -> list[concurrent.futures.Future[Any]]:
     pool = concurrent.futures.ThreadPoolExecutor(n)
     futs = [pool.submit(httpx.post, url + "/v1/completions", timeout=120,

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from hugind.engine.jobs import Job
 from hugind.engine.types import GenerationRequest
-from hugind.engine.worker import QUANTUM, ModelWorker, Slot, chunk_size
+from hugind.engine.worker import QUANTUM, ModelWorker, Slot, chunk_size, plan_packed
 
 
 def _worker(n: int) -> ModelWorker:
@@ -76,3 +79,28 @@ def test_chunk_sizes() -> None:
     assert chunk_size(600, 512, 64) == 512  # leaves 88
     assert chunk_size(520, 512, 64) == 448  # leaves 72, not 8
     assert chunk_size(100, 8, QUANTUM) == QUANTUM  # a tiny n_ubatch still moves a whole cell
+
+
+@given(st.lists(st.integers(1, 3000), min_size=2, max_size=16), st.sampled_from([16, 64, 512]))
+def test_packed_reads(pending: list[int], n_ubatch: int) -> None:
+    """Whole cells within the ubatch, then the sub-cell rest of each prompt: every piece is
+    either whole cells or a prompt's last few tokens, and every prompt makes progress or
+    waits for a cell budget the shorter ones used up."""
+    cells, tails = plan_packed(pending, n_ubatch, 512)
+    assert sum(cells) <= n_ubatch
+    for p, c, t in zip(pending, cells, tails, strict=True):
+        assert c % QUANTUM == 0 and 0 <= c <= p
+        rest = p - c - t
+        assert t == 0 or (0 < t < QUANTUM and rest == 0)  # a tail ends its prompt
+        assert rest == 0 or rest >= QUANTUM  # nothing under a cell left for later
+    left = n_ubatch - sum(cells)
+    for p, c in zip(pending, cells, strict=True):
+        if c == 0 and p >= QUANTUM:  # a prompt read nothing only when the budget ran out
+            assert left < QUANTUM
+    assert sum(tails) <= 512 and (sum(cells) + sum(tails)) > 0
+
+
+def test_packed_reads_short_prompts_first() -> None:
+    assert plan_packed([2000, 20, 5], 512, 512) == ([496, 16, 0], [0, 4, 5])
+    assert plan_packed([20, 21, 19, 22], 512, 512) == ([16, 16, 16, 16], [4, 5, 3, 6])
+    assert plan_packed([10, 12], 512, 8) == ([0, 0], [0, 0])  # tails over the batch wait

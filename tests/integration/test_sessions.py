@@ -33,24 +33,26 @@ def _cfg(gemma_path: Path, *, parallel: int, ram_mb: int, max_queue: int = 16) -
     return cfg
 
 
+def _serve(tmp_path_factory: pytest.TempPathFactory, name: str,
+           cfg: dict[str, Any]) -> Iterator[HugindProcess]:
+    proc = HugindProcess(cfg, tmp_path_factory.mktemp(name), name=name).start()
+    yield proc
+    proc.stop()
+
+
 @pytest.fixture(scope="module")
 def ram_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory,
                ) -> Iterator[HugindProcess]:
     """Two slots and a roomy RAM tier: a third user pushes the least recent one to RAM."""
-    proc = HugindProcess(_cfg(gemma_path, parallel=2, ram_mb=256),
-                         tmp_path_factory.mktemp("ram"), name="ram").start()
-    yield proc
-    proc.stop()
+    yield from _serve(tmp_path_factory, "ram", _cfg(gemma_path, parallel=2, ram_mb=256))
 
 
 @pytest.fixture(scope="module")
 def disk_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory,
                 ) -> Iterator[HugindProcess]:
     """One slot and no RAM budget: every evicted conversation goes straight to disk."""
-    proc = HugindProcess(_cfg(gemma_path, parallel=1, ram_mb=0, max_queue=1),
-                         tmp_path_factory.mktemp("disk"), name="disk").start()
-    yield proc
-    proc.stop()
+    yield from _serve(tmp_path_factory, "disk",
+                      _cfg(gemma_path, parallel=1, ram_mb=0, max_queue=1))
 
 
 def chat(url: str, messages: list[dict[str, str]], *, key: str = KEYS[0],
@@ -193,9 +195,7 @@ def exact_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory,
     """`batch_invariant: true`, eight slots."""
     cfg = _cfg(gemma_path, parallel=8, ram_mb=64)
     cfg["models"][0]["batch_invariant"] = True
-    proc = HugindProcess(cfg, tmp_path_factory.mktemp("exact"), name="exact").start()
-    yield proc
-    proc.stop()
+    yield from _serve(tmp_path_factory, "exact", cfg)
 
 
 def test_batched_streams_equal_solo(exact_server: HugindProcess) -> None:
@@ -211,10 +211,7 @@ def test_batched_streams_equal_solo(exact_server: HugindProcess) -> None:
 def burst_server(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory,
                  ) -> Iterator[HugindProcess]:
     """Default kernels (no ``batch_invariant``), four slots: bursts of prompts are packed."""
-    proc = HugindProcess(_cfg(gemma_path, parallel=4, ram_mb=64),
-                         tmp_path_factory.mktemp("burst"), name="burst").start()
-    yield proc
-    proc.stop()
+    yield from _serve(tmp_path_factory, "burst", _cfg(gemma_path, parallel=4, ram_mb=64))
 
 
 def test_prompts_read_together_resume_exactly(burst_server: HugindProcess) -> None:

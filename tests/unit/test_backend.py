@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hugind.llama import backend
+from hugind.llama import backend, params
 
 
 @pytest.mark.parametrize(("info", "warned"), [
@@ -18,3 +18,12 @@ def test_amx_build_is_flagged(monkeypatch: pytest.MonkeyPatch, info: bytes,
     assert bool(warnings) is warned
     if warned:
         assert "-U__AMX_INT8__" in warnings[0] and "Illegal instruction" in warnings[0]
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_amx_build_loads_without_extra_buffer_types(monkeypatch: pytest.MonkeyPatch,
+                                                   amx: bool) -> None:
+    """AMX's weight layout lives in llama.cpp's extra buffer types: off on such a build."""
+    monkeypatch.setattr(params, "build_has_amx", lambda: amx)
+    mp = params.model_params(params.ModelParams(path="x.gguf", device="cpu"))
+    assert mp.use_extra_bufts is (not amx)

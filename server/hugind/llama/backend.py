@@ -27,15 +27,23 @@ def backend_info() -> BackendInfo:
     )
 
 
+def build_has_amx() -> bool:
+    """Whether this llama.cpp build has ggml's AMX tile kernels (thread-safe).
+
+    They crash: ggml's AMX matmul (llama.cpp PR 26954, open) can run a tile instruction
+    before the thread's tile config is loaded, a SIGILL at the first decode (seen on an Intel
+    Xeon VM). ``model_params`` keeps weights out of the AMX buffer type on such a build."""
+    return "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+
+
 def build_warnings() -> list[str]:
     """Known-bad features of this llama.cpp build, one sentence each (thread-safe)."""
     out = []
-    if "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode("utf-8", "replace"):
-        # ggml's AMX matmul (llama.cpp PR 26954, open) can run a tile instruction before the
-        # thread's tile config is loaded: SIGILL at the first decode (seen on a Xeon VM).
-        out.append("this llama-cpp-python build uses AMX tile kernels, which crash with "
-                   "'Illegal instruction' on some Intel Xeon machines; if it does, rebuild "
-                   "without them: CMAKE_ARGS=\"-DCMAKE_C_FLAGS=-U__AMX_INT8__ "
+    if build_has_amx():
+        out.append("this llama-cpp-python build has AMX tile kernels, which crash with "
+                   "'Illegal instruction' (llama.cpp PR 26954), so models load without "
+                   "llama.cpp's extra CPU weight layouts (AMX and repacking; slower prompt "
+                   "reading); rebuild without them: CMAKE_ARGS=\"-DCMAKE_C_FLAGS=-U__AMX_INT8__ "
                    "-DCMAKE_CXX_FLAGS=-U__AMX_INT8__\" pip install --force-reinstall "
                    "--no-cache-dir --no-deps llama-cpp-python==" + llama_cpp.__version__)
     return out

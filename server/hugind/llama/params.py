@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import llama_cpp
 
+from hugind.llama.backend import build_has_amx
+
 CACHE_TYPES = {
     "f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8,
     "iq4_nl": 20, "bf16": 30,
@@ -55,10 +57,12 @@ def model_params(p: ModelParams) -> llama_cpp.llama_model_params:
     mp = llama_cpp.llama_model_default_params()
     mp.n_gpu_layers = gpu_layers(p)
     mp.main_gpu = p.main_gpu
-    if p.batch_invariant:
+    if p.batch_invariant or build_has_amx():
         # CPU weight repacking runs 4-row GEMM kernels beside 1-row GEMV ones, so a token's
         # logits change with the number of rows in its batch. Without it every row takes
-        # the same kernel: bit-identical output alone or batched, at a prefill cost.
+        # the same kernel: bit-identical output alone or batched, at a prefill cost. The
+        # extra buffer types also hold AMX's weight layout, whose kernels crash (see
+        # build_has_amx).
         mp.use_extra_bufts = False
     if p.tensor_split:
         size = max(len(p.tensor_split), llama_cpp.LLAMA_MAX_DEVICES)

@@ -546,9 +546,9 @@ class ModelWorker:
         ctx = self.ctx
         assert ctx is not None
         cells, tails = plan_packed([len(j.pending) for j in jobs], ctx.n_ubatch, ctx.n_batch)
-        if not any(cells) and not any(tails):  # cannot happen with n_ubatch >= QUANTUM
-            self._prefill_chunk(jobs[0])
-            return
+        # Something is always read: the shortest prompt has whole cells within an n_ubatch of
+        # at least a cell (see _packs), or a tail under n_batch.
+        assert any(cells) or any(tails)
         self.counters.packed_reads += 1
         for sizes in (cells, tails):
             pieces = sorted(((j, n) for j, n in zip(jobs, sizes, strict=True) if n),

@@ -138,8 +138,19 @@ class ProviderConfig(Base):
     timeout: TimeoutConfig = TimeoutConfig()
     max_retries: NonNegInt = 2
     cooldown_s: Annotated[float, Meta(ge=0)] = 60.0
+    backoff_s: Annotated[float, Meta(ge=0, le=60)] = 0.25
+    backoff_max_s: Annotated[float, Meta(ge=0, le=600)] = 2.0
+    retry_reads: bool = False
+    breaker_failures: PositiveInt | None = None
+    breaker_open_s: Annotated[float, Meta(ge=0)] = 10.0
 
     def __post_init__(self) -> None:
+        rest = self.base_url.split("://", 1)[1]
+        if "?" in rest or "#" in rest or re.search(r"(^|/)\.\.?(/|$)", rest):
+            raise ValueError("base_url: must not hold a query, a fragment or '.'/'..' segments")
+        if self.backoff_max_s < self.backoff_s:
+            raise ValueError(f"backoff_max_s: {self.backoff_max_s:g} is below backoff_s "
+                             f"({self.backoff_s:g})")
         for i, key in enumerate(self.api_keys):
             if not key.strip():
                 raise ValueError(f"api_keys[{i}]: is empty (is its environment variable set?)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import json
 import logging
 import threading
@@ -40,6 +41,7 @@ class FakeUpstream:
     """An OpenAI-shaped ASGI app; behaviour chosen by the bearer key; records what it saw."""
 
     def __init__(self) -> None:
+        self.modes = dict(MODE)  # a test may change how a key is answered
         self.requests: list[dict[str, Any]] = []
         self.release = threading.Event()
         self.finished = threading.Event()
@@ -57,9 +59,10 @@ class FakeUpstream:
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         key = headers.get("authorization", "").removeprefix("Bearer ")
         self.requests.append({"method": scope["method"], "path": scope["path"],
+                              "raw_path": scope.get("raw_path"),
                               "query": scope["query_string"].decode(), "headers": headers,
                               "body": body, "key": key})
-        mode = MODE.get(key, "ok")
+        mode = self.modes.get(key, "ok")
         if mode == "hang":
             await self._hang(receive)
             return
@@ -470,3 +473,112 @@ def test_models_merges_local_and_remote_and_local_wins(upstream) -> None:
     assert local.status_code == 200 and local.json()["model"] == "fake"
     assert remote.json()["choices"][0]["message"]["content"] == "hi"
     assert [json.loads(r["body"])["model"] for r in fake.requests] == ["gpt-4o"]  # not "fake"
+
+
+def raw_request(
+    base: str, method: str, target: str, body: bytes = b"",
+) -> tuple[int, dict[str, str], bytes]:
+    """Send ``target`` byte for byte (httpx would resolve its dot segments client-side)."""
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.putrequest(method, target, skip_accept_encoding=True)
+        connection.putheader("content-type", "application/json")
+        connection.putheader("content-length", str(len(body)))
+        connection.endheaders(body)
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+@contextmanager
+def hugind_base(url: str, *providers: dict[str, Any]) -> Iterator[str]:
+    with serve_in_thread(build_app(hugind_config(url, *providers))) as base:
+        yield base
+
+
+@pytest.mark.parametrize("target", [
+    "/v1/../admin/providers", "/v1/files/../../secret", "/v1/files/%2e%2e/%2E%2E/secret",
+    "/v1/files/%252e%252e/x", "/v1/files/..%5c..%5cx", "/v1/files/..%2fx", "/v1/files/..;/x",
+    "/files/../../x", "/images/%2e%2e/edits",
+])
+def test_dot_segments_are_a_400_and_never_reach_the_upstream(upstream, target: str) -> None:
+    fake, url = upstream
+    with hugind_base(url, openai([KEY_OK], endpoints=["files", "images"])) as base:
+        status, _, body = raw_request(base, "POST", target, b'{"model": "gpt-4o"}')
+    assert status == 400, (target, body)
+    error = json.loads(body)["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_path")
+    assert fake.requests == []
+
+
+def test_encoded_slash_and_question_mark_are_forwarded_as_sent(upstream) -> None:
+    fake, url = upstream
+    with hugind_base(url, openai([KEY_OK], endpoints=["files"])) as base:
+        status, _, body = raw_request(base, "GET", "/v1/files/a%2Fb%3Fc?limit=2")
+    assert status == 200, body
+    sent = fake.requests[-1]
+    assert sent["raw_path"] == b"/v1/files/a%2Fb%3Fc"
+    assert sent["query"] == "limit=2"
+    assert sent["key"] == KEY_OK
+
+
+def test_5xx_moves_to_the_next_key_without_cooling_it(upstream) -> None:
+    fake, url = upstream
+    with hugind(url, openai([KEY_500, KEY_OK], backoff_s=0.05)) as client:
+        response = client.post("/v1/chat/completions", json=chat_body())
+        admin = client.get("/admin/providers").json()
+    assert response.status_code == 200
+    assert [r["key"] for r in fake.requests] == [KEY_500, KEY_OK]
+    keys = {k["key"]: k for k in admin["keys"]}
+    assert keys["..." + KEY_500[-4:]]["state"] == "ready"
+    assert keys["..." + KEY_500[-4:]]["last_status"] == 500
+    assert [e["event"] for e in admin["activity"]] == ["attempt_failed", "failover"]
+
+
+def test_post_read_timeout_is_not_sent_again_unless_retry_reads(upstream) -> None:
+    fake, url = upstream
+    slow = {"connect_s": 1, "read_s": 0.5}
+    with hugind(url, openai([KEY_HANG, KEY_OK], timeout=slow)) as client:
+        response = client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 504
+    assert "retry_reads" in response.json()["error"]["message"]
+    assert [r["key"] for r in fake.requests] == [KEY_HANG]
+
+    fake.requests.clear()
+    with hugind(url, openai([KEY_HANG, KEY_OK], timeout=slow, retry_reads=True)) as client:
+        response = client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 200
+    assert [r["key"] for r in fake.requests] == [KEY_HANG, KEY_OK]
+
+
+def test_breaker_trips_answers_a_fast_503_then_a_trial_closes_it(upstream) -> None:
+    fake, url = upstream
+    provider = openai([KEY_500], backoff_s=0.01, backoff_max_s=0.02, breaker_open_s=1)
+    with hugind(url, provider) as client:
+        first = client.post("/v1/chat/completions", json=chat_body())
+        assert first.status_code == 502
+        assert len(fake.requests) == 3  # one key, max_retries 2: three failures in a row
+
+        started = time.monotonic()
+        fast = client.post("/v1/chat/completions", json=chat_body())
+        assert time.monotonic() - started < 0.5
+        assert fast.status_code == 503
+        assert fast.headers["retry-after"] == "1"
+        error = fast.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert error["code"] == "provider_unavailable"
+        assert len(fake.requests) == 3  # nothing sent while tripped
+        assert client.get("/admin/providers").json()["providers"][0]["breaker"]["state"] == "open"
+
+        fake.modes[KEY_500] = "ok"
+        time.sleep(1.1)
+        trial = client.post("/v1/chat/completions", json=chat_body())
+        admin = client.get("/admin/providers").json()
+    assert trial.status_code == 200
+    assert len(fake.requests) == 4
+    assert admin["providers"][0]["breaker"]["state"] == "closed"
+    assert [e["event"] for e in admin["activity"]][-3:] == [
+        "provider_tripped", "provider_skipped", "provider_restored"]

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
+from urllib.parse import quote
 
 from litestar import Request, Response, get, route
 from litestar.background_tasks import BackgroundTask
@@ -98,13 +99,27 @@ async def _relay(
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
     query = request.scope.get("query_string", b"").decode("latin-1")
     upstream = await _until_disconnect(
-        request, router.forward(request.method, request.url.path, query, headers, body, model)
+        request, router.forward(request.method, raw_path(request.scope), query, headers, body,
+                                model)
     )
     if upstream is None:
         logger.info("client left before %s %s was answered upstream; cancelled",
                     request.method, request.url.path)
         return Response(content=b"", status_code=CLIENT_CLOSED_REQUEST)
     return _stream(upstream)
+
+
+def raw_path(scope: Any) -> str:
+    """The path as the client sent it, percent-encoding intact (ASGI ``raw_path``).
+
+    The decoded ``path`` would turn ``%2F`` into a separator and ``%3F`` into a query; the
+    provider layer checks the raw form for dot segments in every spelling. Bytes that are not
+    UTF-8 survive as surrogate escapes and are re-encoded unchanged.
+    """
+    raw = scope.get("raw_path")
+    if not raw:
+        return quote(scope["path"], safe="/!$&'()*+,;=:@~")
+    return bytes(raw).split(b"?", 1)[0].decode("utf-8", "surrogateescape")
 
 
 async def _until_disconnect(

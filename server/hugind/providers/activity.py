@@ -9,7 +9,10 @@ import time
 from collections import deque
 from typing import Any, Literal
 
-EventKind = Literal["key_cooled_down", "key_restored", "provider_skipped", "failover"]
+EventKind = Literal[
+    "key_cooled_down", "key_restored", "attempt_failed", "provider_skipped", "provider_tripped",
+    "provider_restored", "failover",
+]
 
 
 class ActivityLog:

@@ -10,9 +10,16 @@ from dataclasses import dataclass
 import httpx
 
 from hugind.config import ProviderConfig
+from hugind.providers.breaker import CircuitBreaker
 from hugind.providers.headers import upstream_request_headers
 from hugind.providers.keys import Clock, KeyPool
 from hugind.providers.routing import Route, normalize_path
+from hugind.providers.urls import upstream_url
+
+#: RFC 9110 section 9.2.2: sending these twice has the effect of sending them once.
+IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: The breaker trips after this many failed attempts in a row, or one per key if more.
+MIN_BREAKER_FAILURES = 3
 
 _MULTIPART_MODEL = re.compile(
     rb'Content-Disposition:[^\r\n]*name="model"[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n([^\r\n]{1,512})\r\n',
@@ -26,7 +33,8 @@ class ForwardRequest:
 
     Attributes:
         method: HTTP method.
-        path: the request path as received (``/v1/images/edits`` or ``/images/edits``).
+        path: the request path as received, percent-encoding intact (``/v1/images/edits``
+            or ``/images/edits``).
         query: the raw query string, without ``?``.
         headers: the client's headers (hop-by-hop and credentials are dropped later).
         body: the raw body, replayed unchanged on every attempt except for a model rename.
@@ -102,7 +110,11 @@ class Provider:
         self.secrets: tuple[str, ...] = tuple(keys) + tuple(
             v for v in config.headers.values() if len(v) >= 16
         )
-        self._base_url = config.base_url.rstrip("/")
+        self.breaker = CircuitBreaker(
+            config.breaker_failures or max(len(self.pool), MIN_BREAKER_FAILURES),
+            config.breaker_open_s, clock,
+        )
+        self._base_url = httpx.URL(config.base_url.rstrip("/"))
         t = config.timeout
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=t.connect_s, read=t.read_s, write=t.read_s,
@@ -116,9 +128,16 @@ class Provider:
         return 1 + self.config.max_retries
 
     def url_for(self, path: str, query: str) -> httpx.URL:
-        """``base_url`` (which includes ``/v1``, as in the OpenAI SDK) plus the endpoint."""
-        url = httpx.URL(f"{self._base_url}/{normalize_path(path)}")
-        return url.copy_with(query=query.encode("latin-1")) if query else url
+        """``base_url`` (which includes ``/v1``, as in the OpenAI SDK) plus the endpoint.
+
+        Raises:
+            InvalidRequestError: ``path`` would leave ``base_url`` (a ``.``/``..`` segment).
+        """
+        return upstream_url(self._base_url, normalize_path(path), query)
+
+    def may_retry_after_start(self, method: str) -> bool:
+        """Whether a request may be sent again once the upstream may have started on it."""
+        return self.config.retry_reads or method.upper() in IDEMPOTENT_METHODS
 
     async def send(self, request: ForwardRequest, body: bytes, key: str | None) -> httpx.Response:
         """Send one attempt and return once the status and headers are in (body unread)."""

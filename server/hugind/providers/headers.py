@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Iterable, Mapping
+from datetime import timezone
 
 #: RFC 9110 section 7.6.1 hop-by-hop headers, plus ``proxy-connection`` seen in the wild.
 HOP_BY_HOP: frozenset[str] = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
     "te", "trailer", "trailers", "transfer-encoding", "upgrade",
 })
+
+#: The longest ``Retry-After`` honoured (a day): a buggy upstream cannot retire a key for good.
+MAX_RETRY_AFTER_S = 86400.0
 
 # Client credentials for Hugind never travel upstream; the body is re-framed by httpx and
 # decoded by us, so length and encoding headers are recomputed.
@@ -60,26 +65,39 @@ def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> list
     return [(name, value) for name, value in pairs if name.lower() not in drop]
 
 
+def _bounded(seconds: float) -> float | None:
+    if not math.isfinite(seconds):
+        return None
+    return min(MAX_RETRY_AFTER_S, max(0.0, seconds))
+
+
 def retry_after_s(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date).
+
+    Values are clamped to ``[0, MAX_RETRY_AFTER_S]``; ``inf``, ``nan`` and junk count as absent.
+    """
     ms = headers.get("retry-after-ms")
     if ms is not None:
         try:
-            return max(0.0, float(ms) / 1000.0)
+            bounded = _bounded(float(ms) / 1000.0)
         except ValueError:
-            pass
+            bounded = None
+        if bounded is not None:
+            return bounded
     value = headers.get("retry-after")
     if value is None:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        return _bounded(float(value))
     except ValueError:
         pass
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive one is read as UTC
+        when = when.replace(tzinfo=timezone.utc)
+    return _bounded(when.timestamp() - (time.time() if now is None else now))

@@ -77,6 +77,20 @@ class KeyPool:
             if self.is_ready(state):
                 yield state
 
+    def pick(self, after: KeyState | None = None) -> KeyState | None:
+        """The next ready key: the last one that worked, or the one after ``after``.
+
+        A key that failed without cooling down (a 5xx) stays ready, so a one-key provider
+        retries the same key.
+        """
+        n = len(self._states)
+        start = self._current if after is None else self._states.index(after) + 1
+        for offset in range(n):
+            state = self._states[(start + offset) % n]
+            if self.is_ready(state):
+                return state
+        return None
+
     def next_ready_in_s(self) -> float:
         """Seconds until the first cooling key is ready again (0 if one is ready now)."""
         now = self._clock()
@@ -110,6 +124,13 @@ class KeyPool:
         state.last_error = reason
         state.last_used_wall = time.time()
         return rest_s
+
+    def mark_error(self, state: KeyState, reason: str, *, status: int | None = None) -> None:
+        """Record a failure that says nothing about the key (a 5xx, a timeout): no cooldown."""
+        state.failures += 1
+        state.last_status = status
+        state.last_error = reason
+        state.last_used_wall = time.time()
 
     def describe(self) -> list[dict[str, object]]:
         """Each key's state by fingerprint, for the admin endpoint."""

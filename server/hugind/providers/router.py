@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import unquote
 
+import anyio
 import httpx
 
 from hugind.config import ConfigError, ProviderConfig
 from hugind.errors import InvalidRequestError, ModelNotFoundError, NotFoundError
 from hugind.providers.activity import ActivityLog
 from hugind.providers.client import ForwardRequest, Provider
-from hugind.providers.failover import Failover
+from hugind.providers.failover import Failover, Sleep
 from hugind.providers.keys import Clock
 from hugind.providers.response import UpstreamResponse
 from hugind.providers.routing import is_native_endpoint, normalize_path, select
+from hugind.providers.urls import check_path
 
 
 class ProviderRouter:
@@ -25,8 +29,10 @@ class ProviderRouter:
         configs: the ``providers`` section, in the order providers are tried.
         native_model_ids: ids and aliases of local models; these are never forwarded.
         transport: an httpx transport for every provider instead of the network (tests).
-        clock: monotonic clock for key cooldowns (tests).
+        clock: monotonic clock for key cooldowns and circuit breakers (tests).
         max_events: how many activity-log events are kept.
+        sleep: awaited for each backoff between attempts (tests).
+        jitter: ``[0, 1)`` source for the backoff jitter (tests).
 
     Threading: create and use it on the server's event loop; call :meth:`aclose` on shutdown.
     """
@@ -34,7 +40,8 @@ class ProviderRouter:
     def __init__(
         self, configs: Iterable[ProviderConfig], native_model_ids: Iterable[str] = (), *,
         transport: httpx.AsyncBaseTransport | None = None, clock: Clock = time.monotonic,
-        max_events: int = 500,
+        max_events: int = 500, sleep: Sleep = anyio.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._providers: list[Provider] = []
         for i, config in enumerate(configs):
@@ -45,7 +52,7 @@ class ProviderRouter:
         self._native = frozenset(native_model_ids)
         self._log = ActivityLog(max_events)
         secrets = tuple(k for p in self._providers for k in p.secrets)
-        self._failover = Failover(self._log, secrets)
+        self._failover = Failover(self._log, secrets, sleep=sleep, jitter=jitter)
 
     @property
     def providers(self) -> list[Provider]:
@@ -83,7 +90,8 @@ class ProviderRouter:
 
         Args:
             method: HTTP method.
-            path: the request path as received, with or without ``/v1``.
+            path: the request path as received (percent-encoding intact), with or without
+                ``/v1``; it is routed decoded and forwarded as it came.
             query: raw query string without ``?``.
             headers: the client's headers; credentials and hop-by-hop headers are not forwarded.
             body: the raw body, forwarded unchanged (JSON, multipart or binary) except that a
@@ -94,19 +102,24 @@ class ProviderRouter:
             The upstream answer; iterate it to relay the body, it closes itself at the end.
 
         Raises:
+            InvalidRequestError: ``path`` holds a ``.``/``..`` segment, raw or encoded (400).
             ModelNotFoundError: a native endpoint for a model no provider serves.
             NotFoundError: no provider takes this endpoint, or it is local-only for ``model``.
             UpstreamError: every key of every candidate failed (502).
             UpstreamTimeoutError: every attempt timed out (504).
+            OverloadedError: every candidate provider is tripped (503 with ``Retry-After``).
         """
-        if model is not None and model in self._native and not is_native_endpoint(path):
+        check_path(path)
+        # Routed (and named in errors) decoded; bytes that are not UTF-8 show as U+FFFD.
+        route_path = unquote(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        if model is not None and model in self._native and not is_native_endpoint(route_path):
             raise NotFoundError(
-                f"'{model}' is a local model and /v1/{normalize_path(path)} is not served "
+                f"'{model}' is a local model and /v1/{normalize_path(route_path)} is not served "
                 "locally", param="model",
             )
-        picked = select([p.route for p in self._providers], path, model)
+        picked = select([p.route for p in self._providers], route_path, model)
         if not picked:
-            raise self._no_route(method, path, model)
+            raise self._no_route(method, route_path, model)
         request = ForwardRequest(method.upper(), path, query, list(headers), body)
         candidates = [(self._providers[i], name) for i, name in picked]
         return await self._failover.run(candidates, request, model)
@@ -142,6 +155,7 @@ class ProviderRouter:
                 "models": list(p.config.models),
                 "endpoints": p.config.endpoints,
                 "keys": p.pool.describe(),
+                "breaker": p.breaker.describe(),
             }
             for p in self._providers
         ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,15 @@ def provider(**extra: object) -> dict[str, object]:
         ({"name": ""}, "providers[0].name: expected str of length >= 1"),
         ({"models": ["gpt-4o", " "]}, "providers[0].models[1]: is empty"),
         ({"base_url": "api.openai.com"}, "providers[0].base_url"),
+        ({"base_url": "http://x/v1/../admin"},
+         "providers[0].base_url: must not hold a query, a fragment or '.'/'..' segments"),
+        ({"base_url": "http://x/v1?api-version=1"}, "providers[0].base_url: must not hold"),
+        ({"backoff_s": -0.1}, "providers[0].backoff_s: expected float >= 0.0, got -0.1"),
+        ({"backoff_s": 1, "backoff_max_s": 0.5},
+         "providers[0].backoff_max_s: 0.5 is below backoff_s (1)"),
+        ({"retry_reads": "yes"}, "providers[0].retry_reads: expected bool, got 'yes'"),
+        ({"breaker_failures": 0}, "providers[0].breaker_failures: expected int >= 1, got 0"),
+        ({"breaker_open_s": -1}, "providers[0].breaker_open_s: expected float >= 0.0, got -1"),
     ],
 )
 def test_bad_provider_sections_name_the_key(extra: dict[str, object], fragment: str) -> None:
@@ -37,6 +47,22 @@ def test_bad_provider_sections_name_the_key(extra: dict[str, object], fragment: 
 def test_defaults() -> None:
     p = parse_config(provider(models=["openai/"], endpoints=["/v1/images/*"])).providers[0]
     assert (p.max_retries, p.cooldown_s, p.timeout.connect_s, p.timeout.read_s) == (2, 60, 10, 600)
+    assert (p.backoff_s, p.backoff_max_s, p.retry_reads, p.breaker_failures,
+            p.breaker_open_s) == (0.25, 2, False, None, 10)
+
+
+@pytest.mark.parametrize(("n_keys", "breaker_failures", "threshold"),
+                         [(1, None, 3), (5, None, 5), (5, 2, 2)])
+def test_breaker_threshold_defaults_to_the_number_of_keys(
+    n_keys: int, breaker_failures: int | None, threshold: int,
+) -> None:
+    from hugind.providers import ProviderRouter
+
+    keys = [f"sk-test-key-number-{i:04d}" for i in range(n_keys)]
+    config = parse_config(provider(api_keys=keys, breaker_failures=breaker_failures))
+    router = ProviderRouter(config.providers)
+    assert router.providers[0].breaker.threshold == threshold
+    asyncio.run(router.aclose())
 
 
 SECRET = "sk-live-NEVERPRINTNEVERPRINT-9z9z"

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from tests.unit.providers.mock_upstream import (
+    ALL_KEYS,
+    KEY_A,
+    KEY_B,
+    KEY_C,
+    Broken,
+    FakeClock,
+    Upstream,
+    err,
+    make_router,
+    ok,
+    provider,
+    providers,
+    read,
+    sse,
+)
 
-from hugind.config import ProviderConfig, parse_config
 from hugind.errors import (
     ModelNotFoundError,
     NotFoundError,
@@ -18,76 +32,6 @@ from hugind.errors import (
     UpstreamTimeoutError,
 )
 from hugind.providers import ProviderRouter, UpstreamResponse
-
-KEY_A = "sk-test-aaaaaaaaaaaaaaaa-A001"
-KEY_B = "sk-test-bbbbbbbbbbbbbbbb-B002"
-KEY_C = "sk-test-cccccccccccccccc-C003"
-ALL_KEYS = (KEY_A, KEY_B, KEY_C)
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def providers(*specs: dict[str, Any]) -> list[ProviderConfig]:
-    return parse_config({"providers": list(specs)}).providers
-
-
-def provider(name: str, keys: list[str], **extra: Any) -> dict[str, Any]:
-    return {"name": name, "base_url": f"http://{name}.test/v1", "api_keys": keys,
-            "models": ["gpt-*"], **extra}
-
-
-class Upstream:
-    """Answers by key: a list of responses per key, consumed in order (last one repeats)."""
-
-    def __init__(self, script: dict[str | None, list[httpx.Response | Exception]]) -> None:
-        self.script = script
-        self.seen: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.seen.append(request)
-        auth = request.headers.get("authorization")
-        key = auth.removeprefix("Bearer ") if auth else None
-        answers = self.script[key]
-        answer = answers.pop(0) if len(answers) > 1 else answers[0]
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    def keys_used(self) -> list[str | None]:
-        out = []
-        for r in self.seen:
-            auth = r.headers.get("authorization")
-            out.append(auth.removeprefix("Bearer ") if auth else None)
-        return out
-
-
-def ok(body: dict[str, Any] | None = None, **headers: str) -> httpx.Response:
-    return httpx.Response(200, json=body or {"ok": True}, headers=headers)
-
-
-def err(status: int, message: str = "nope", **headers: str) -> httpx.Response:
-    return httpx.Response(status, json={"error": {"message": message, "type": "x"}},
-                          headers=headers)
-
-
-def make_router(
-    configs: list[ProviderConfig], upstream: Handler, clock: FakeClock | None = None,
-    native: tuple[str, ...] = (),
-) -> ProviderRouter:
-    return ProviderRouter(configs, native, transport=httpx.MockTransport(upstream),
-                          clock=clock or FakeClock())
-
-
-async def read(response: UpstreamResponse) -> bytes:
-    return b"".join([chunk async for chunk in response])
 
 
 def chat(router: ProviderRouter, model: str = "gpt-4o", **kw: Any) -> UpstreamResponse:
@@ -137,7 +81,7 @@ def test_the_client_authorization_is_replaced() -> None:
 
 def test_cooled_key_is_skipped_next_time_and_restored_after_cooldown() -> None:
     clock = FakeClock()
-    upstream = Upstream({KEY_A: [err(500), ok()], KEY_B: [ok()]})
+    upstream = Upstream({KEY_A: [err(429), ok()], KEY_B: [ok()]})
     router = make_router(providers(provider("openai", [KEY_A, KEY_B], cooldown_s=10)),
                          upstream, clock)
 
@@ -146,7 +90,7 @@ def test_cooled_key_is_skipped_next_time_and_restored_after_cooldown() -> None:
             await read(await router.forward("POST", "/v1/chat/completions", "", [], b"{}",
                                             "gpt-4o"))
         clock.now += 11
-        upstream.script[KEY_B] = [err(503)]
+        upstream.script[KEY_B] = [err(401)]
         await read(await router.forward("POST", "/v1/chat/completions", "", [], b"{}", "gpt-4o"))
         await router.aclose()
         return upstream.keys_used()
@@ -175,7 +119,10 @@ def test_all_keys_failing_is_a_502_naming_the_provider_without_keys() -> None:
         assert key not in exc.message
         assert key not in json.dumps(router.activity())
         assert key not in json.dumps(router.key_states())
-    assert exc.headers["Retry-After"] == "12"
+    # Retry-After is when the provider may be tried again: three failures in a row tripped it
+    # for breaker_open_s (10 s), and key C (a 500) did not cool down, so the 429's 12 s is moot.
+    assert exc.headers["Retry-After"] == "10"
+    assert router.activity()[-1]["event"] == "provider_tripped"
     assert exc.to_dict()["error"]["type"] == "upstream_error"
 
 
@@ -205,14 +152,35 @@ def test_client_errors_pass_through_once(status: int) -> None:
     assert router.activity() == []
 
 
-@pytest.mark.parametrize("status", [401, 403, 408, 429, 500, 502, 503, 504])
-def test_key_and_server_failures_move_on_to_the_next_key(status: int) -> None:
+@pytest.mark.parametrize("status", [401, 403, 429])
+def test_key_failures_cool_the_key_and_move_on_at_once(status: int) -> None:
+    sleeps: list[float] = []
     upstream = Upstream({KEY_A: [err(status)], KEY_B: [ok()]})
-    router = make_router(providers(provider("openai", [KEY_A, KEY_B])), upstream)
+    router = make_router(providers(provider("openai", [KEY_A, KEY_B])), upstream, sleeps=sleeps)
     response, _ = chat(router)
     assert response.status == 200
     assert upstream.keys_used() == [KEY_A, KEY_B]
-    assert router.activity()[0]["status"] == status
+    assert sleeps == []
+    assert [(e["event"], e["status"]) for e in router.activity()] == [
+        ("key_cooled_down", status), ("failover", None)]
+    states = {s["key"]: s["state"] for s in router.key_states()}
+    assert states == {"...A001": "cooling_down", "...B002": "ready"}
+
+
+@pytest.mark.parametrize("status", [408, 500, 502, 503, 504])
+def test_server_failures_move_on_after_a_backoff_without_cooling(status: int) -> None:
+    sleeps: list[float] = []
+    upstream = Upstream({KEY_A: [err(status)], KEY_B: [ok()]})
+    router = make_router(providers(provider("openai", [KEY_A, KEY_B])), upstream, sleeps=sleeps)
+    response, _ = chat(router)
+    assert response.status == 200
+    assert upstream.keys_used() == [KEY_A, KEY_B]
+    assert sleeps == [pytest.approx(0.25 * 0.75)]  # backoff_s, jitter 0.5 -> 0.75 of it
+    assert [(e["event"], e["status"]) for e in router.activity()] == [
+        ("attempt_failed", status), ("failover", None)]
+    states = {s["key"]: s for s in router.key_states()}
+    assert states["...A001"]["state"] == "ready"
+    assert (states["...A001"]["failures"], states["...A001"]["last_status"]) == (1, status)
 
 
 def test_relayed_error_bodies_never_echo_a_key() -> None:
@@ -224,13 +192,14 @@ def test_relayed_error_bodies_never_echo_a_key() -> None:
 
 
 def test_timeouts_everywhere_give_504() -> None:
-    upstream = Upstream({KEY_A: [httpx.ReadTimeout("slow")],
-                         KEY_B: [httpx.ConnectTimeout("slow")]})
+    upstream = Upstream({KEY_A: [httpx.ConnectTimeout("slow")],
+                         KEY_B: [httpx.PoolTimeout("slow")]})
     router = make_router(providers(provider("openai", [KEY_A, KEY_B])), upstream)
     with pytest.raises(UpstreamTimeoutError) as info:
         chat(router)
     assert info.value.status == 504
-    assert "timed out" in info.value.message
+    assert "timed out (connect)" in info.value.message
+    assert upstream.keys_used() == [KEY_A, KEY_B, KEY_A]  # nothing cooled: A is tried again
 
 
 def test_connection_error_fails_over_to_the_next_provider() -> None:
@@ -240,8 +209,11 @@ def test_connection_error_fails_over_to_the_next_provider() -> None:
     response, body = chat(router)
     assert response.provider == "second"
     assert json.loads(body) == {"from": "b"}
+    # A one-key provider retries its key (max_retries 2), which trips it, then moves on.
+    assert upstream.keys_used() == [KEY_A, KEY_A, KEY_A, KEY_B]
     assert [e["event"] for e in router.activity()] == [
-        "key_cooled_down", "provider_skipped", "failover",
+        "attempt_failed", "attempt_failed", "attempt_failed", "provider_tripped",
+        "provider_skipped", "failover",
     ]
 
 
@@ -302,24 +274,20 @@ def test_serves_model_and_remote_models() -> None:
     asyncio.run(router.aclose())
 
 
-def test_break_before_first_byte_is_retried_after_it_is_not() -> None:
-    class Broken(httpx.AsyncByteStream):
-        def __init__(self, chunks_before: int) -> None:
-            self.chunks_before = chunks_before
+def test_a_post_whose_200_broke_before_its_first_byte_is_not_sent_again() -> None:
+    upstream = Upstream({KEY_A: [sse(Broken(0))], KEY_B: [ok()]})
+    router = make_router(providers(provider("openai", [KEY_A, KEY_B])), upstream)
+    with pytest.raises(UpstreamError) as info:
+        chat(router)
+    assert "broke before the first byte" in info.value.message
+    assert "Not sent again" in info.value.message
+    assert upstream.keys_used() == [KEY_A]
 
-        async def __aiter__(self):  # type: ignore[no-untyped-def]
-            for i in range(self.chunks_before):
-                yield f"data: {i}\n\n".encode()
-            raise httpx.RemoteProtocolError("peer closed connection")
 
-    upstream = Upstream({
-        KEY_A: [httpx.Response(200, stream=Broken(0),
-                               headers={"content-type": "text/event-stream"})],
-        KEY_B: [httpx.Response(200, stream=Broken(2),
-                               headers={"content-type": "text/event-stream"})],
-        KEY_C: [ok()],
-    })
-    router = make_router(providers(provider("openai", list(ALL_KEYS))), upstream)
+def test_break_before_first_byte_is_retried_with_retry_reads_after_it_is_not() -> None:
+    upstream = Upstream({KEY_A: [sse(Broken(0))], KEY_B: [sse(Broken(2))], KEY_C: [ok()]})
+    router = make_router(providers(provider("openai", list(ALL_KEYS), retry_reads=True)),
+                         upstream)
 
     async def scenario() -> list[bytes]:
         response = await router.forward("POST", "/v1/chat/completions", "", [], b"{}", "gpt-4o")
@@ -333,8 +301,9 @@ def test_break_before_first_byte_is_retried_after_it_is_not() -> None:
 
     assert asyncio.run(scenario()) == [b"data: 0\n\n", b"data: 1\n\n"]
     assert upstream.keys_used() == [KEY_A, KEY_B]
-    cooled = [e["key"] for e in router.activity() if e["event"] == "key_cooled_down"]
-    assert cooled == ["...A001", "...B002"]
+    failed = [e["key"] for e in router.activity() if e["event"] == "attempt_failed"]
+    assert failed == ["...A001", "...B002"]
+    assert {s["state"] for s in router.key_states()} == {"ready"}  # nothing cooled down
 
 
 def test_keyless_provider_sends_no_authorization() -> None:

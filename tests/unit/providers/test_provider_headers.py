@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from hugind.providers.headers import (
+    MAX_RETRY_AFTER_S,
     client_response_headers,
     retry_after_s,
     upstream_request_headers,
@@ -61,6 +62,14 @@ def test_response_keeps_status_related_and_rate_limit_headers() -> None:
         ({"retry-after": "soon"}, None),
         ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
         ({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, 10.0),
+        # A zone of -0000 parses to a naive datetime: still read as GMT, not local time.
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:40 -0000"}, 40.0),
+        ({"retry-after": "Wed, 21 Oct 2015 07:27:00 GMT"}, 0.0),
+        # A hostile or buggy upstream cannot retire a key for good, nor crash math.ceil.
+        ({"retry-after": "inf"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "1e12"}, MAX_RETRY_AFTER_S),
+        ({"retry-after-ms": "inf", "retry-after": "4"}, 4.0),
     ],
 )
 def test_retry_after(headers: dict[str, str], expected: float | None) -> None:

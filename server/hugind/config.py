@@ -85,6 +85,7 @@ class ModelConfig(Base):
     pooling: Pooling | None = None
     parallel: Annotated[int, Meta(ge=1, le=256)] = 4
     max_queue: NonNegInt = 64
+    queue_timeout_s: Annotated[float, Meta(ge=0)] = 600.0  # 0: wait as long as it takes
     swa_full: bool = True
     batch_invariant: bool = False
     seed: int | None = None
@@ -117,6 +118,9 @@ class SessionsConfig(Base):
     ram_budget_mb: NonNegInt = 1024
     disk_budget_mb: NonNegInt = 8192
     ttl_s: PositiveInt = 7 * 24 * 3600
+    # Write-behind: each finished turn reaches disk within this many seconds, so a crash
+    # loses at most that much. 0: sessions reach disk only when they leave RAM or at shutdown.
+    flush_s: Annotated[float, Meta(ge=0, le=3600)] = 2.0
 
 
 class TimeoutConfig(Base):

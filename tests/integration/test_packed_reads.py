@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hugind.engine.worker import QUANTUM
+from hugind.engine.chunking import QUANTUM
 from hugind.llama import GenerationContext, ModelParams
 
 pytestmark = pytest.mark.model

@@ -97,4 +97,4 @@ def test_store_bookkeeping_holds_budgets(tmp_path_factory: pytest.TempPathFactor
 
 
 def _ram(store: SnapshotStore) -> list[tuple[str, bytes]]:
-    return [(k[1], v.data) for k, v in store._ram.items()]
+    return [(k[1], v.data) for k, (v, _on_disk) in store._ram.items()]

@@ -8,16 +8,16 @@ import asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hugind.engine.chunking import QUANTUM, chunk_size, plan_packed
+from hugind.engine.counters import Counters
 from hugind.engine.jobs import Job
+from hugind.engine.slots import SlotTable
 from hugind.engine.types import GenerationRequest
-from hugind.engine.worker import QUANTUM, ModelWorker, Slot, chunk_size, plan_packed
+from tests.fake_llama import FakeContext
 
 
-def _worker(n: int) -> ModelWorker:
-    w = ModelWorker("m", lambda: None, max_queue=4,  # type: ignore[arg-type,return-value]
-                    store_factory=lambda _c: None, on_state=lambda _s, _e: None)
-    w._slots = [Slot(seq=i) for i in range(n)]
-    return w
+def _worker(n: int) -> SlotTable:
+    return SlotTable(FakeContext(n_seq=n), None, Counters(), min_chunk=QUANTUM)
 
 
 def _job(prompt: list[int], *, tenant: str = "t", session: str | None = None) -> Job:
@@ -29,48 +29,48 @@ def _job(prompt: list[int], *, tenant: str = "t", session: str | None = None) ->
         loop.close()
 
 
-def _busy(w: ModelWorker, *seqs: int) -> None:
+def _busy(w: SlotTable, *seqs: int) -> None:
     for q in seqs:
-        w._slots[q].job = _job([1, 2, 3])
+        w.slots[q].job = _job([1, 2, 3])
 
 
 def test_empty_slot_next_to_the_busy_ones() -> None:
     w = _worker(4)
     _busy(w, 0, 1)
-    assert w._pick_slot(_job([5, 6])) is w._slots[2]
+    assert w.pick(_job([5, 6])) is w.slots[2]
     w = _worker(4)
     _busy(w, 2, 3)
-    assert w._pick_slot(_job([5, 6])) is w._slots[1]
+    assert w.pick(_job([5, 6])) is w.slots[1]
 
 
 def test_eviction_keeps_busy_sequences_contiguous() -> None:
     w = _worker(4)
-    for s, used in zip(w._slots, (3.0, 4.0, 5.0, 1.0), strict=True):
+    for s, used in zip(w.slots, (3.0, 4.0, 5.0, 1.0), strict=True):
         s.tokens, s.tenant, s.last_used = [9] * 20, "other", used
     _busy(w, 1)
     # slot 3 is the least recently used, but evicting 0 or 2 keeps one run of busy ids
-    assert w._pick_slot(_job([5, 6])) in (w._slots[0], w._slots[2])
+    assert w.pick(_job([5, 6])) in (w.slots[0], w.slots[2])
 
 
 def test_named_sessions_are_evicted_last() -> None:
     w = _worker(3)
-    w._slots[0].tokens, w._slots[0].tenant, w._slots[0].session = [9] * 20, "t", "alice"
-    w._slots[2].tokens, w._slots[2].tenant = [9] * 20, "t"
+    w.slots[0].tokens, w.slots[0].tenant, w.slots[0].session = [9] * 20, "t", "alice"
+    w.slots[2].tokens, w.slots[2].tenant = [9] * 20, "t"
     _busy(w, 1)
-    assert w._pick_slot(_job([5, 6])) is w._slots[2]
+    assert w.pick(_job([5, 6])) is w.slots[2]
 
 
 def test_prefix_reuse_needs_a_whole_quantum() -> None:
     prompt = list(range(100, 100 + 3 * QUANTUM))
     w = _worker(4)
     _busy(w, 0)
-    far = w._slots[3]
+    far = w.slots[3]
     far.tokens, far.exact, far.tenant = [*prompt[:QUANTUM], 1], QUANTUM, "t"
-    assert w._pick_slot(_job(prompt)) is far  # 16 reusable tokens beat adjacency
+    assert w.pick(_job(prompt)) is far  # 16 reusable tokens beat adjacency
     far.tokens, far.exact = [*prompt[:QUANTUM - 1], 1], QUANTUM - 1
-    assert w._pick_slot(_job(prompt)) is w._slots[1]  # 15 reuse nothing
+    assert w.pick(_job(prompt)) is w.slots[1]  # 15 reuse nothing
     far.tokens, far.exact = [*prompt[:QUANTUM], 1], QUANTUM
-    assert w._pick_slot(_job(prompt, tenant="u")) is w._slots[1]  # another caller's
+    assert w.pick(_job(prompt, tenant="u")) is w.slots[1]  # another caller's
 
 
 def test_chunk_sizes() -> None:

@@ -13,7 +13,8 @@ def health(request: Request) -> Response[bytes]:
     rt = Runtime.of(request)
     models = rt.engine.models()
     states = {m.state for m in models}
-    status = "ok" if states <= {"ready"} else "failed" if "failed" in states else "loading"
+    status = ("ok" if states <= {"ready"} else "failed" if "failed" in states
+              else "restarting" if "restarting" in states else "loading")
     body = {
         "status": status,
         "models": [{"id": m.id, "kind": m.kind, "state": m.state,

@@ -1,7 +1,8 @@
-"""One thread owns one embedding context; requests reach it through a queue.
+"""One thread owns one embedding context; requests reach it through a bounded queue.
 
 Threading contract: ``submit`` is called from the event loop; the ``Embedder`` is touched only
-by the worker thread.
+by the worker thread. A request whose future is cancelled (its client left) stops counting
+against the queue at once and is skipped when its turn comes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from hugind.errors import QueueFullError
 from hugind.llama import Embedder
 
 log = logging.getLogger(__name__)
@@ -24,8 +26,11 @@ _STOP = object()
 
 class EmbeddingWorker:
     def __init__(self, name: str, factory: Callable[[], Embedder],
-                 on_state: Callable[[str, str | None], None]) -> None:
+                 on_state: Callable[[str, str | None], None], *, max_queue: int = 64) -> None:
         self.name = name
+        self.max_queue = max_queue
+        self._lock = threading.Lock()
+        self._queued = 0
         self.embedder: Embedder | None = None
         self._factory = factory
         self._on_state = on_state
@@ -42,10 +47,23 @@ class EmbeddingWorker:
         self._inbox.put(_STOP)
         self._thread.join(timeout)
 
+    @property
+    def queue_depth(self) -> int:
+        return self._queued
+
     def submit(self, inputs: list[list[int]]) -> concurrent.futures.Future[list[np.ndarray]]:
+        with self._lock:
+            if self._queued >= self.max_queue:
+                raise QueueFullError(self.name, self.max_queue)
+            self._queued += 1
         fut: concurrent.futures.Future[list[np.ndarray]] = concurrent.futures.Future()
+        fut.add_done_callback(self._left)  # done, failed or cancelled: it no longer waits
         self._inbox.put((inputs, fut))
         return fut
+
+    def _left(self, fut: concurrent.futures.Future[list[np.ndarray]]) -> None:
+        with self._lock:
+            self._queued -= 1
 
     def _run(self) -> None:
         try:
@@ -77,4 +95,5 @@ class EmbeddingWorker:
             item = self._inbox.get()
             if item is _STOP:
                 return
-            item[1].set_exception(exc)
+            if item[1].set_running_or_notify_cancel():
+                item[1].set_exception(exc)

@@ -1,18 +1,31 @@
 """A generation job: created on the event loop, run by a model's worker thread.
 
-Threading contract: the event loop thread creates a ``Job`` and may only set ``cancelled``;
-every other field is written by the worker thread alone. Events cross back to the loop through
-``loop.call_soon_threadsafe``.
+Threading contract: the event loop thread creates a ``Job`` and may only set ``cancelled``
+(through ``ModelWorker.cancel``); every other field is written by the worker thread alone.
+Events cross back to the loop through ``loop.call_soon_threadsafe``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
+
+import numpy as np
 
 from hugind.engine.stops import TextStream
 from hugind.engine.types import GenerationRequest, TokenEvent, TokenLogprob
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"  # in the inbox or waiting for a sequence
+    PREFILL = "prefill"  # prompt tokens left to read
+    SAMPLING = "sampling"  # its next token is being drawn beside the step (a grammar)
+    DECODE = "decode"  # ``next_token`` goes into the next step
+    DONE = "done"
 
 
 @dataclass(eq=False)
@@ -20,18 +33,28 @@ class Job:
     req: GenerationRequest
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue[TokenEvent]
+    sampler: Any = None  # a ``TokenSampler``; the engine builds it before submitting
     cancelled: bool = False
+    queued_at: float = field(default_factory=time.monotonic)
+    counted: bool = True  # still counted in its worker's queue depth (guarded by its lock)
+    epoch: int = 0  # the worker incarnation it was submitted to
     # Worker-owned state below.
+    state: JobState = JobState.QUEUED
     slot: Any = None
     pending: list[int] = field(default_factory=list)
     next_token: int | None = None
-    sampler: Any = None
     text: TextStream | None = None
     n_generated: int = 0
     cached_tokens: int = 0
     store_session: bool = True
-    done: bool = False
     prompt_lps: list[TokenLogprob] | None = None  # filled while prefilling, when requested
+    # A token being drawn beside the step, and the logits row it is drawn from.
+    drawing: tuple[concurrent.futures.Future[int], np.ndarray] | None = None
+    draw_waited: bool = False  # a step has already waited for this draw
+
+    @property
+    def done(self) -> bool:
+        return self.state is JobState.DONE
 
     def emit(self, event: TokenEvent) -> None:
         try:

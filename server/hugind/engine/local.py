@@ -7,11 +7,12 @@ tokenizing long text, decoding) happens on worker threads or in ``asyncio.to_thr
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import concurrent.futures
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +34,22 @@ from hugind.errors import (
     InvalidRequestError,
     ModelNotFoundError,
     ModelNotReadyError,
+    OverloadedError,
 )
 from hugind.llama import (
     Embedder,
     GenerationContext,
     ModelParams,
+    Sampler,
+    SamplerSpec,
     build_warnings,
     use_batch_invariant_kernels,
 )
 from hugind.llama.context import Vocab
 from hugind.llama.grammar import SchemaError, grammar_for
+from hugind.llama.sampler import GrammarError
 from hugind.modelstore import resolve
-from hugind.sessions import DiskTier, SnapshotStore
+from hugind.sessions import DiskTier, SnapshotStore, SnapshotWriter, model_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -81,23 +86,51 @@ def _params(cfg: ModelConfig, path: Path) -> ModelParams:
     )
 
 
-def file_fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    h.update(str(size).encode())
-    with path.open("rb") as f:
-        h.update(f.read(1 << 20))
-        f.seek(max(size - (1 << 20), 0))
-        h.update(f.read(1 << 20))
-    return h.hexdigest()
+# Client grammars are compiled on a pool of their own, off the event loop and off every
+# model's worker, within these bounds (a 20,000-value enum compiles in well under them).
+MAX_SCHEMA_BYTES = 2 << 20
+MAX_GRAMMAR_BYTES = 4 << 20
+GRAMMAR_TIMEOUT_S = 30.0
+# A job's events are awaited in slices this long; between slices the worker is checked.
+HEARTBEAT_S = 5.0
 
 
 def _schema_grammar(schema: Any) -> str:
+    if schema is not True and len(json.dumps(schema)) > MAX_SCHEMA_BYTES:
+        raise InvalidRequestError(
+            f"the JSON schema is over {MAX_SCHEMA_BYTES >> 20} MiB", param="response_format",
+            code="schema_too_large")
     try:
         return grammar_for(schema)
     except SchemaError as exc:
         raise InvalidRequestError(f"the JSON schema cannot be turned into a grammar: {exc}",
                                   param="response_format") from None
+
+
+def _sampler(vocab: Vocab, spec: SamplerSpec, param: str) -> Sampler:
+    try:
+        return Sampler(vocab, spec)
+    except GrammarError as exc:
+        raise InvalidRequestError(f"grammar rejected by llama.cpp: {exc}", param=param) from None
+
+
+async def _off_loop(pool: concurrent.futures.Executor, fn: Callable[[], Any], param: str) -> Any:
+    """Run grammar work on ``pool`` with a time limit (over it: a 400 naming ``param``; the
+    compile then finishes on its thread, so the pool's size bounds what such requests cost)."""
+    fut = asyncio.get_running_loop().run_in_executor(pool, fn)
+    try:
+        return await asyncio.wait_for(asyncio.shield(fut), GRAMMAR_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        fut.add_done_callback(_close_late)
+        raise InvalidRequestError(
+            f"the grammar took over {GRAMMAR_TIMEOUT_S:g} s to compile; simplify it",
+            param=param, code="grammar_too_complex") from None
+
+
+def _close_late(fut: asyncio.Future[Any]) -> None:
+    """A sampler finished compiling after its request gave up: free it."""
+    if not fut.cancelled() and fut.exception() is None and hasattr(fut.result(), "close"):
+        fut.result().close()
 
 
 class LocalEngine:
@@ -111,6 +144,8 @@ class LocalEngine:
         for cfg in config.models:
             self._handles.append(ModelHandle(cfg, "embed" if cfg.embedding else "generate"))
         self._by_name = {n: h for h in self._handles for n in h.cfg.names}
+        self._grammar_pool = concurrent.futures.ThreadPoolExecutor(
+            2, thread_name_prefix="hugind-grammar")
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -121,12 +156,14 @@ class LocalEngine:
             use_batch_invariant_kernels()  # before the first model computes anything
         for h in self._handles:
             if h.kind == "embed":
-                h.embedder = EmbeddingWorker(h.cfg.id, self._embed_factory(h), self._setter(h))
+                h.embedder = EmbeddingWorker(h.cfg.id, self._embed_factory(h), self._setter(h),
+                                             max_queue=h.cfg.max_queue)
                 h.embedder.start()
             else:
                 h.worker = ModelWorker(
                     h.cfg.id, self._gen_factory(h), max_queue=h.cfg.max_queue,
-                    store_factory=self._store_factory(h), on_state=self._setter(h))
+                    store_factory=self._store_factory(h), on_state=self._setter(h),
+                    queue_timeout_s=h.cfg.queue_timeout_s)
                 h.worker.start()
 
     def close(self) -> None:
@@ -135,11 +172,12 @@ class LocalEngine:
                 h.worker.stop()
             if h.embedder is not None:
                 h.embedder.stop()
+        self._grammar_pool.shutdown(wait=False, cancel_futures=True)
 
     def wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(h.state != "loading" for h in self._handles):
+            if all(h.state not in ("loading", "restarting") for h in self._handles):
                 return all(h.state == "ready" for h in self._handles)
             time.sleep(0.05)
         return False
@@ -182,13 +220,19 @@ class LocalEngine:
             if not sessions.enabled:
                 return None
             assert h.path is not None
-            fingerprint = {"model": file_fingerprint(h.path), **ctx.fingerprint_facts()}
             root = Path(sessions.dir)
             if not root.is_absolute():
                 root = self.base_dir / root
-            disk = DiskTier(root / h.cfg.id, fingerprint,
+            folder = root / h.cfg.id
+            fingerprint = {"model": model_fingerprint(h.path, folder),
+                           **ctx.fingerprint_facts()}
+            disk = DiskTier(folder, fingerprint,
                             budget_bytes=sessions.disk_budget_mb * 2**20, ttl_s=sessions.ttl_s)
-            return SnapshotStore(sessions.ram_budget_mb * 2**20, disk)
+            ram = sessions.ram_budget_mb * 2**20
+            writer = SnapshotWriter(disk, delay_s=sessions.flush_s / 2, name=h.cfg.id,
+                                    max_pending_bytes=max(ram, 256 << 20)) \
+                if sessions.flush_s > 0 else None
+            return SnapshotStore(ram, disk, writer)
         return make
 
     def _setup_template(self, h: ModelHandle, ctx: GenerationContext) -> None:
@@ -226,6 +270,9 @@ class LocalEngine:
         if h.state == "loading":
             raise ModelNotReadyError(f"model '{name}' is still loading",
                                      headers={"Retry-After": "5"})
+        if h.state == "restarting":
+            raise ModelNotReadyError(f"model '{name}' is restarting after an engine fault",
+                                     code="model_restarting", headers={"Retry-After": "2"})
         if h.state == "failed":
             raise ModelNotReadyError(f"model '{name}' failed to load: {h.error}")
         return h
@@ -279,8 +326,11 @@ class LocalEngine:
             messages = inline_tool_turns(messages)
         if tools and "tools" not in h.template.source:
             messages = with_tool_instructions(messages, tools)
-        text = h.template.render(messages, tools=tools,
-                                 add_generation_prompt=add_generation_prompt)
+        template = h.template
+        # Rendering is client-sized work: on a thread, so a huge conversation never holds
+        # the event loop (the template itself comes from the model or the config).
+        text = await asyncio.to_thread(template.render, messages, tools=tools,
+                                       add_generation_prompt=add_generation_prompt)
         vocab = h.vocab
         assert vocab is not None
         # Templates usually write BOS themselves; add it only when they don't.
@@ -319,15 +369,21 @@ class LocalEngine:
             return []
         h = self._ready(reqs[0].model, "generate")
         assert h.worker is not None
-        grammars: dict[int, str] = {}
-        ready = [self._validated(h, req, grammars) for req in reqs]
+        for req in reqs:
+            self._validate(h, req)
+        samplers = await self._samplers(h, reqs)
         loop = asyncio.get_running_loop()
-        jobs = [Job(req, loop, asyncio.Queue()) for req in ready]
-        h.worker.submit_many(jobs)
+        jobs = [Job(req, loop, asyncio.Queue(), sampler=s)
+                for req, s in zip(reqs, samplers, strict=True)]
+        try:
+            h.worker.submit_many(jobs)
+        except BaseException:
+            for s in samplers:
+                s.close()
+            raise
         return [self._events(h.worker, job) for job in jobs]
 
-    def _validated(self, h: ModelHandle, req: GenerationRequest,
-                   grammars: dict[int, str]) -> GenerationRequest:
+    def _validate(self, h: ModelHandle, req: GenerationRequest) -> None:
         if self._by_name.get(req.model) is not h:
             raise InvalidRequestError("one request's generations must use one model",
                                       param="model")
@@ -339,17 +395,59 @@ class LocalEngine:
             if not h.vocab.is_valid(tok):
                 raise InvalidRequestError(f"logit_bias token id {tok} is out of range",
                                           param="logit_bias")
-        schema = req.sampling.json_schema
-        if schema is not None and req.sampling.grammar is None:
-            if id(schema) not in grammars:  # n choices share one schema: convert it once
-                grammars[id(schema)] = _schema_grammar(schema)
-            req = replace(req, sampling=replace(req.sampling, grammar=grammars[id(schema)]))
-        return req
+        grammar = req.sampling.grammar
+        if grammar is not None and len(grammar) > MAX_GRAMMAR_BYTES:
+            raise InvalidRequestError(f"the grammar is over {MAX_GRAMMAR_BYTES >> 20} MiB",
+                                      param="grammar", code="grammar_too_large")
+
+    async def _samplers(self, h: ModelHandle, reqs: list[GenerationRequest]) -> list[Sampler]:
+        """Each request's sampler. Grammars (a JSON schema converted once for all n choices,
+        or GBNF) compile on the grammar pool: a huge schema delays only its own request."""
+        vocab = h.vocab
+        assert vocab is not None
+        grammars: dict[int, str] = {}
+        out: list[Sampler] = []
+        try:
+            for req in reqs:
+                sp = req.sampling
+                grammar, param = sp.grammar, "grammar"
+                if sp.json_schema is not None and grammar is None:
+                    param = "response_format"
+                    if id(sp.json_schema) not in grammars:
+                        schema = sp.json_schema
+                        grammars[id(schema)] = await _off_loop(
+                            self._grammar_pool, lambda s=schema: _schema_grammar(s), param)
+                    grammar = grammars[id(sp.json_schema)]
+                seed = sp.seed if sp.seed is not None else int(time.time_ns() & 0xFFFFFFFF)
+                spec = SamplerSpec(
+                    temperature=sp.temperature, top_k=sp.top_k, top_p=sp.top_p,
+                    min_p=sp.min_p, repeat_penalty=sp.repeat_penalty,
+                    frequency_penalty=sp.frequency_penalty,
+                    presence_penalty=sp.presence_penalty, logit_bias=dict(sp.logit_bias),
+                    seed=seed, grammar=grammar)
+                if grammar:
+                    out.append(await _off_loop(
+                        self._grammar_pool, lambda sp=spec, p=param: _sampler(vocab, sp, p),
+                        param))
+                else:
+                    out.append(_sampler(vocab, spec, param))
+        except BaseException:
+            for s in out:
+                s.close()
+            raise
+        return out
 
     async def _events(self, worker: ModelWorker, job: Job) -> AsyncIterator[TokenEvent]:
         try:
             while True:
-                event = await job.events.get()
+                try:
+                    event = await asyncio.wait_for(job.events.get(), HEARTBEAT_S)
+                except asyncio.TimeoutError:
+                    if worker.alive and worker.epoch == job.epoch:
+                        continue  # still queued or running
+                    raise OverloadedError(
+                        f"model '{worker.name}' stopped serving this request; retry",
+                        code="model_restarting", headers={"Retry-After": "2"}) from None
                 if event.error is not None:
                     raise event.error
                 yield event
@@ -394,5 +492,6 @@ class LocalEngine:
             if h.worker is not None:
                 out[h.cfg.id] = h.worker.stats()
             elif h.embedder is not None:
-                out[h.cfg.id] = {"requests": h.embedder.requests, "inputs": h.embedder.inputs}
+                out[h.cfg.id] = {"requests": h.embedder.requests, "inputs": h.embedder.inputs,
+                                 "queue_depth": h.embedder.queue_depth}
         return out

@@ -113,7 +113,7 @@ class ModelInfo:
     id: str
     aliases: list[str]
     kind: str  # "generate" | "embed"
-    state: str  # "loading" | "ready" | "failed"
+    state: str  # "loading" | "ready" | "restarting" | "failed"
     error: str | None = None
     n_ctx: int = 0
     created: int = 0

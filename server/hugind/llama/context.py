@@ -91,6 +91,11 @@ class Vocab:
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
+    @property
+    def handle(self) -> ctypes.c_void_p:
+        """The ``llama_vocab`` pointer (for samplers built off the owner thread)."""
+        return self._vocab  # type: ignore[no-any-return]
+
     def is_valid(self, token: int) -> bool:
         return 0 <= token < self.n_vocab
 
@@ -182,6 +187,8 @@ class GenerationContext:
 
     def logits(self, idx: int) -> np.ndarray:
         ptr = llama_cpp.llama_get_logits_ith(self._ctx, idx)
+        if not ptr:
+            raise IndexError(f"no logits for batch row {idx}")
         return np.ctypeslib.as_array(ptr, shape=(self.vocab.n_vocab,))
 
     @property
@@ -204,6 +211,10 @@ class GenerationContext:
         buf = (ctypes.c_uint8 * size)()
         n = llama_cpp.llama_state_seq_get_data(self._ctx, buf, size, seq)
         return bytes(memoryview(buf)[:n])
+
+    def state_size(self, seq: int) -> int:
+        """Bytes ``state_get`` would return, counted without copying the KV."""
+        return int(llama_cpp.llama_state_seq_get_size(self._ctx, seq))
 
     def state_set(self, seq: int, data: bytes) -> bool:
         buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)

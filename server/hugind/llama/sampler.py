@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import llama_cpp
 import numpy as np
 
-from hugind.llama.context import GenerationContext
+from hugind.llama.context import GenerationContext, Vocab
 
 _BAN = -math.inf
 _TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
@@ -84,13 +84,15 @@ class Sampler:
     token picked again. Greedy output is the same either way.
     """
 
-    def __init__(self, ctx: GenerationContext, spec: SamplerSpec) -> None:
+    def __init__(self, vocab: Vocab, spec: SamplerSpec) -> None:
+        """Built from the vocabulary alone (thread-safe), so a grammar is compiled off the
+        context's owner thread."""
         params = llama_cpp.llama_sampler_chain_default_params()
         params.no_perf = True
         self._chain = llama_cpp.llama_sampler_chain_init(params)
         self._grammar: ctypes.c_void_p | None = None
         try:
-            self._build(ctx, spec)
+            self._build(vocab, spec)
         except BaseException:
             self.close()
             raise
@@ -102,10 +104,10 @@ class Sampler:
         self._softmax: tuple[np.random.Generator, np.ndarray] | None = None
         if spec.temperature > 0.0 and self._grammar is None and n_chain == 2:
             self._softmax = (np.random.Generator(np.random.PCG64(spec.seed & _U64)),
-                             np.empty(ctx.vocab.n_vocab, dtype=np.float32))
+                             np.empty(vocab.n_vocab, dtype=np.float32))
         self._temperature = spec.temperature
         if self._grammar is not None:
-            n_vocab = ctx.vocab.n_vocab
+            n_vocab = vocab.n_vocab
             self._ids = np.arange(n_vocab, dtype=np.int32)
             self._cur = np.zeros(n_vocab, dtype=_TOKEN_DATA)
             self._one = np.zeros(1, dtype=_TOKEN_DATA)
@@ -121,8 +123,8 @@ class Sampler:
     def _add(self, smpl: ctypes.c_void_p) -> None:
         llama_cpp.llama_sampler_chain_add(self._chain, smpl)
 
-    def _build(self, ctx: GenerationContext, spec: SamplerSpec) -> None:
-        n_vocab = ctx.vocab.n_vocab
+    def _build(self, vocab: Vocab, spec: SamplerSpec) -> None:
+        n_vocab = vocab.n_vocab
         if spec.logit_bias:
             items = list(spec.logit_bias.items())
             arr = (llama_cpp.llama_logit_bias * len(items))()
@@ -131,8 +133,8 @@ class Sampler:
                 arr[i].bias = _BAN if bias <= -100 else bias
             self._add(llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(items), arr))
         if spec.grammar:
-            vocab = llama_cpp.llama_model_get_vocab(ctx._model)
-            g = llama_cpp.llama_sampler_init_grammar(vocab, spec.grammar.encode(), b"root")
+            g = llama_cpp.llama_sampler_init_grammar(vocab.handle, spec.grammar.encode(),
+                                                     b"root")
             if not g:
                 raise GrammarError("the grammar could not be parsed")
             self._grammar = g
@@ -161,6 +163,12 @@ class Sampler:
         ~0.05 ms for greedy argmax."""
         return not self._argmax_only and self._softmax is None
 
+    @property
+    def deferred(self) -> bool:
+        """A grammar: one token may take far longer than a step (a rejected pick constrains
+        the whole vocabulary), so the scheduler draws it beside the step (``sample_row``)."""
+        return self._grammar is not None
+
     def sample(self, ctx: GenerationContext, idx: int) -> int:
         """Sample from the logits of batch row ``idx`` and accept the token."""
         if self._argmax_only:
@@ -170,7 +178,12 @@ class Sampler:
             return softmax_sample(ctx.logits(idx), self._temperature, rng.random(), work)
         if self._grammar is None:
             return int(llama_cpp.llama_sampler_sample(self._chain, ctx.raw_ctx, idx))
-        logits = ctx.logits(idx)
+        return self.sample_row(ctx.logits(idx))
+
+    def sample_row(self, logits: np.ndarray) -> int:
+        """Sample a grammar-constrained token from a logits row (any thread, one at a time)."""
+        if self._grammar is None:
+            raise TypeError("sample_row is for grammar samplers")
         token = self._pick(logits, grammar_first=False)
         one = self._one
         one["id"], one["logit"], one["p"] = token, 0.0, 0.0

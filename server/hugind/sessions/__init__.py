@@ -4,19 +4,28 @@
 budget; ``DiskTier`` keeps one checksummed file per conversation and enforces its own budget and
 TTL. ``common_prefix`` is the prefix match that decides how much of a prompt is reused.
 
-Threading contract: a store and its disk tier belong to one engine worker thread; only
-``SnapshotStore.stats()`` may be read from another thread (it reads plain counters).
+``SnapshotWriter`` writes snapshots behind the worker's back (write-behind), so a crash loses at
+most the last ``sessions.flush_s`` of turns; ``model_fingerprint`` names the model file the KV
+came from.
+
+Threading contract: a store belongs to one engine worker thread; only ``SnapshotStore.stats()``
+may be read from another thread (it reads plain counters). The disk tier's index is locked, so
+the writer's thread and the worker may use it at once.
 """
 
 from hugind.sessions.disk import DiskEntry, DiskTier
+from hugind.sessions.fingerprint import model_fingerprint
 from hugind.sessions.prefix import common_prefix
 from hugind.sessions.store import Snapshot, SnapshotStore, StoreStats
+from hugind.sessions.writer import SnapshotWriter
 
 __all__ = [
     "DiskEntry",
     "DiskTier",
     "Snapshot",
     "SnapshotStore",
+    "SnapshotWriter",
     "StoreStats",
     "common_prefix",
+    "model_fingerprint",
 ]

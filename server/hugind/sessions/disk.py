@@ -8,6 +8,11 @@ File layout (little-endian)::
 The header holds the tenant, the conversation name, the model fingerprint (file hash and the
 context parameters that shape the KV state), ``n_tokens`` and ``data_len``. A file that is short,
 fails its checksum, has another version or another fingerprint is deleted with one log line.
+Files are written to a temporary name, fsynced, renamed over the old one and the directory
+fsynced, so a crash leaves either the old file or the new one, never a torn one.
+
+Threading contract: the index is guarded by a lock; ``save`` (the write-behind thread) and
+``load``/``delete`` (the model's worker) may run at once.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import logging
 import os
 import struct
 import tempfile
+import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,8 +131,13 @@ class DiskTier:
         self.discarded = 0
         self._bytes = 0  # kept as a counter so stats can be read from another thread
         self._entries: OrderedDict[tuple[str, str], DiskEntry] = OrderedDict()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._scan()
+        self._lock = threading.RLock()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._scan()
+        except OSError as exc:  # the disk tier is unusable for now; writes retry later
+            log.error("session directory %s is not usable: %s", self.root.name,
+                      exc.strerror or exc)
         self.enforce()
 
     @property
@@ -137,18 +149,25 @@ class DiskTier:
         return len(self._entries)
 
     def entries(self) -> list[DiskEntry]:
-        return list(self._entries.values())
+        with self._lock:
+            return list(self._entries.values())
 
     def get_entry(self, tenant: str, name: str) -> DiskEntry | None:
-        return self._entries.get((tenant, name))
+        with self._lock:
+            return self._entries.get((tenant, name))
 
     def save(self, tenant: str, name: str, tokens: list[int], data: bytes,
-             last_used: float | None = None) -> None:
+             last_used: float | None = None, *,
+             wanted: Callable[[], bool] | None = None) -> None:
+        """Write the conversation's file (replacing any older one). ``wanted`` is asked,
+        under the index lock, right before the new file takes the old one's place: False
+        (the conversation was deleted meanwhile) discards it. Raises ``OSError``."""
         blob = encode(tenant, name, tokens, data, self.fingerprint)
         key = (tenant, name)
-        self._remove(key)
         if len(blob) > self.budget_bytes:
+            self._remove(key)
             return  # could never fit; keeping it would only evict everyone else
+        self.root.mkdir(parents=True, exist_ok=True)  # it may have been removed
         path = self.root / file_name(tenant, name)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=SUFFIX)
         try:
@@ -156,20 +175,25 @@ class DiskTier:
                 f.write(blob)
                 f.flush()
                 os.fsync(f.fileno())
-            Path(tmp).replace(path)
+            when = time.time() if last_used is None else last_used
+            os.utime(tmp, (when, when))
+            with self._lock:
+                if wanted is not None and not wanted():
+                    Path(tmp).unlink()
+                    return
+                Path(tmp).replace(path)
+                self._forget(key)
+                self._entries[key] = DiskEntry(tenant, name, len(tokens), len(blob), when, path)
+                self._bytes += len(blob)
         except BaseException:
             with contextlib.suppress(OSError):
                 Path(tmp).unlink()
             raise
-        when = time.time() if last_used is None else last_used
-        with contextlib.suppress(OSError):
-            os.utime(path, (when, when))
-        self._entries[key] = DiskEntry(tenant, name, len(tokens), len(blob), when, path)
-        self._bytes += len(blob)
+        _fsync_dir(self.root)
         self.enforce()
 
     def load(self, tenant: str, name: str) -> tuple[list[int], bytes] | None:
-        entry = self._entries.get((tenant, name))
+        entry = self.get_entry(tenant, name)
         if entry is None:
             return None
         try:
@@ -179,7 +203,9 @@ class DiskTier:
                 raise _BadFileError("belongs to another conversation")
         except (OSError, _BadFileError) as exc:
             self._discard(entry.path, str(exc))
-            self._forget((tenant, name))
+            with self._lock:
+                if self._entries.get((tenant, name)) is entry:
+                    self._forget((tenant, name))
             return None
         return tokens, data
 
@@ -189,14 +215,12 @@ class DiskTier:
     def enforce(self, now: float | None = None) -> None:
         """Delete files past their TTL, then the least recently used while over budget."""
         now = time.time() if now is None else now
-        for key, e in list(self._entries.items()):
-            if now - e.last_used > self.ttl_s:
-                self._remove(key)
-        total = self.total_bytes
-        while total > self.budget_bytes and self._entries:
-            key, e = next(iter(self._entries.items()))
-            total -= e.size
-            self._remove(key)
+        with self._lock:
+            for key, e in list(self._entries.items()):
+                if now - e.last_used > self.ttl_s:
+                    self._remove(key)
+            while self._bytes > self.budget_bytes and self._entries:
+                self._remove(next(iter(self._entries)))
 
     def _forget(self, key: tuple[str, str]) -> DiskEntry | None:
         entry = self._entries.pop(key, None)
@@ -205,11 +229,12 @@ class DiskTier:
         return entry
 
     def _remove(self, key: tuple[str, str]) -> bool:
-        entry = self._forget(key)
-        if entry is None:
-            return False
-        with contextlib.suppress(OSError):
-            entry.path.unlink()
+        with self._lock:
+            entry = self._forget(key)
+            if entry is None:
+                return False
+            with contextlib.suppress(OSError):
+                entry.path.unlink()
         return True
 
     def _discard(self, path: Path, why: str) -> None:
@@ -229,11 +254,15 @@ class DiskTier:
                 stat = path.stat()
                 with path.open("rb") as f:
                     head = f.read(_PREFIX.size + _MAX_HEADER)
-                header, _ = _read_header(head)
+                header, offset = _read_header(head)
                 if header.get("fingerprint") != _canonical(self.fingerprint):
                     raise _BadFileError("written for another model or context configuration")
+                n_tokens, data_len = int(header["n_tokens"]), int(header["data_len"])
+                expected = offset + 4 * n_tokens + data_len + _DIGEST
+                if stat.st_size != expected:
+                    raise _BadFileError(f"{stat.st_size} bytes, expected {expected} (torn?)")
                 entry = DiskEntry(str(header["tenant"]), str(header["name"]),
-                                  int(header["n_tokens"]), stat.st_size, stat.st_mtime, path)
+                                  n_tokens, stat.st_size, stat.st_mtime, path)
                 if path.name != file_name(entry.tenant, entry.name):
                     raise _BadFileError("file name does not match its conversation")
             except (OSError, _BadFileError, KeyError, TypeError, ValueError) as exc:
@@ -243,3 +272,17 @@ class DiskTier:
         for e in sorted(found, key=lambda e: e.last_used):
             self._entries[(e.tenant, e.name)] = e
             self._bytes += e.size
+
+
+def _fsync_dir(root: Path) -> None:
+    """Make a rename durable: fsync the directory that holds it (where the OS allows)."""
+    try:
+        fd = os.open(root, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory; the rename stands regardless
+    finally:
+        os.close(fd)

@@ -301,6 +301,9 @@ def test_disk_tier_and_restart(disk_server: HugindProcess) -> None:
     url = disk_server.url
     messages, _ = conversation(url, "erin", 1)
     conversation(url, "frank", 1)  # one slot, no RAM budget: erin goes to disk
+    deadline = time.monotonic() + 10  # written behind, within sessions.flush_s
+    while stats(url)["disk_sessions"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert stats(url)["disk_sessions"] >= 1
     messages.append({"role": "user", "content": QUESTIONS[1]})
     resumed = chat(url, messages, user="erin")

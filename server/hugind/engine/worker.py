@@ -30,7 +30,7 @@ from hugind.engine.scheduler import Scheduler
 from hugind.engine.slots import SlotTable
 from hugind.engine.types import FinishReason, TokenEvent
 from hugind.errors import InvalidRequestError, OverloadedError, QueueFullError
-from hugind.sessions import SnapshotStore
+from hugind.sessions import SnapshotStore, StoreStats
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class ModelWorker:
             "queue_depth": self._n_waiting,
             "slots": len(self._resident),
             "resident_sessions": sum(1 for r in self._resident if r["name"]),
-            **(asdict(store) if store else {}),
+            **asdict(store or StoreStats(0, 0, 0, 0, 0)),
             **self.counters.__dict__,
         }
 
@@ -186,6 +186,7 @@ class ModelWorker:
         self._sched = Scheduler(self.name, ctx, slots, self.counters, dequeued=self._dequeued,
                                 wake=lambda: self._inbox.put(None),
                                 queue_timeout_s=self.queue_timeout_s)
+        self._resident = slots.resident()
         return self._sched
 
     def _serve(self, sched: Scheduler) -> None:
@@ -297,6 +298,8 @@ class ModelWorker:
         try:
             sched.close()
             sched.slots.save_all()
+            if self._store is not None:
+                self._store.close()
         except OSError as exc:
             log.warning("could not persist sessions for %s: %s", self.name, exc)
         self._close_ctx()

@@ -57,6 +57,8 @@ class Persister(Protocol):
 
     def flush(self, timeout: float = 60.0) -> bool: ...
 
+    def close(self, timeout: float = 60.0) -> None: ...
+
     @property
     def pending_count(self) -> int: ...
 
@@ -157,6 +159,12 @@ class SnapshotStore:
                 self._spill(snap)
         if self.writer is not None:
             self.writer.flush()
+
+    def close(self) -> None:
+        """Write what is pending and stop the writer (the store is done with)."""
+        self.flush_to_disk()
+        if self.writer is not None:
+            self.writer.close()
 
     def listing(self) -> Iterator[tuple[str, str, int, str, int, float]]:
         """(tenant, name, tokens, tier, bytes, last_used) of every stored conversation, in

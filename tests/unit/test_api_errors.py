@@ -47,7 +47,7 @@ ERROR_TABLE = [
      "max_tokens"),
     ("/v1/chat/completions", {**CHAT, "top_p": 1.5}, 400, "invalid_request_error", "top_p"),
     ("/v1/chat/completions", {**CHAT, "n": 0}, 400, "invalid_request_error", "n"),
-    ("/v1/chat/completions", {**CHAT, "stop": ["a", "b", "c", "d", "e"]}, 400,
+    ("/v1/chat/completions", {**CHAT, "stop": [str(i) for i in range(17)]}, 400,
      "invalid_request_error", "stop"),
     ("/v1/chat/completions", {**CHAT, "stop": 5}, 400, "invalid_request_error", "stop"),
     ("/v1/chat/completions", {**CHAT, "logit_bias": {"abc": 1}}, 400, "invalid_request_error",

@@ -45,3 +45,64 @@ def test_stop_spanning_tokens_never_leaks() -> None:
     assert "".join(emitted) == "Hi "
     assert stream.stopped
     assert all("<" not in e for e in emitted)
+
+
+def chunked(text: str, cuts: list[int]) -> list[bytes]:
+    data = text.encode()
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in itertools.pairwise(points)]
+
+
+# Few letters and self-overlapping stops ("aab", "abab"): the KMP fallbacks get exercised.
+OVERLAPPING = st.text(alphabet="ab", min_size=1, max_size=6)
+
+
+@given(text=st.text(alphabet="abc", max_size=80), stops=st.lists(OVERLAPPING, max_size=16),
+       cuts=st.lists(st.integers(0, 200), max_size=30))
+def test_overlapping_stops_equal_naive_reference(text: str, stops: list[str],
+                                                 cuts: list[int]) -> None:
+    assert run(chunked(text, cuts), stops) == cut_at_stop(text, stops)
+
+
+@given(text=st.text(alphabet="ab", max_size=60), stops=st.lists(OVERLAPPING, min_size=1,
+                                                                 max_size=4))
+def test_held_text_is_shorter_than_the_longest_stop(text: str, stops: list[str]) -> None:
+    """Memory and rescans are bounded by the stops, not by how long generation runs."""
+    stream = TextStream(stops)
+    longest = max(len(s) for s in stops)
+    for piece in chunked(text, list(range(len(text) + 1))):
+        stream.push(piece)
+        assert len(stream.held) < longest
+        if stream.stopped:
+            break
+
+
+def test_completed_stop_waits_for_an_earlier_longer_one() -> None:
+    """"bc" is complete, but "abcd" started earlier and may still complete: hold both."""
+    stream = TextStream(["abcd", "bc"])
+    assert stream.push(b"xabc") == "x"
+    assert not stream.stopped
+    assert stream.push(b"d tail") == ""
+    assert stream.stopped
+    stream = TextStream(["abcd", "bc"])
+    assert stream.push(b"xabc") + stream.push(b"e") == "xa"
+    assert stream.stopped
+
+
+def test_flush_cuts_at_a_completed_stop() -> None:
+    stream = TextStream(["abcd", "bc"])
+    assert stream.push(b"abc") == ""
+    assert stream.flush() == "a"
+    assert stream.stopped
+
+
+def test_pathological_stop_is_matched_without_rescans() -> None:
+    """A stop that almost matches at every position: 'aaa...ab' against 'aaaa...'."""
+    stop = "a" * 255 + "b"
+    stream = TextStream([stop, "a" * 200 + "c"])
+    out = [stream.push(b"a") for _ in range(50_000)]
+    assert len(stream.held) == 255
+    assert "".join(out) + stream.flush() == "a" * 50_000
+    stream = TextStream([stop])
+    assert stream.push(b"a" * 300 + b"b" + b"rest") == "a" * 45
+    assert stream.stopped

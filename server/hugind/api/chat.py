@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 from litestar import Request, Response, post
 from litestar.response import Stream
 
@@ -29,23 +30,38 @@ from hugind.engine.types import GenerationRequest, TokenLogprob
 from hugind.errors import InvalidRequestError
 
 
+def _null_content(msg: Message, i: int) -> None:
+    """OpenAI: only an assistant message with tool_calls (or function_call), and the legacy
+    function role, may have null content."""
+    if msg.role == "function" or (msg.role == "assistant" and (msg.tool_calls
+                                                                or msg.function_call)):
+        return
+    needs = " unless it has tool_calls" if msg.role == "assistant" else ""
+    raise InvalidRequestError(f"a '{msg.role}' message needs 'content'{needs}",
+                              param=f"messages[{i}].content")
+
+
 def _content(msg: Message, i: int, model: str) -> str | None:
-    if msg.content is None or isinstance(msg.content, str):
+    if msg.content is None:
+        _null_content(msg, i)
+        return None
+    if isinstance(msg.content, str):
         return msg.content
     parts = []
     for j, part in enumerate(msg.content):
-        if part.type == "text":
-            if part.text is None:
-                raise InvalidRequestError("a text part needs 'text'",
-                                          param=f"messages[{i}].content[{j}].text")
-            parts.append(part.text)
-        elif part.type in ("image_url", "input_image", "input_audio"):
+        if part.type == "text" or (part.type == "refusal" and msg.role == "assistant"):
+            text = part.text if part.type == "text" else part.refusal
+            if text is None:
+                raise InvalidRequestError(f"a {part.type} part needs '{part.type}' text",
+                                          param=f"messages[{i}].content[{j}].{part.type}")
+            parts.append(text)
+        elif part.type in ("image_url", "input_image", "input_audio", "file"):
             raise InvalidRequestError(
                 f"model '{model}' does not support {part.type.replace('_url', '')} input; "
                 f"send text only", param=f"messages[{i}].content[{j}]",
                 code="unsupported_content")
         else:
-            raise InvalidRequestError(f"unknown content part type '{part.type}'",
+            raise InvalidRequestError(f"unknown content part type '{part.type[:64]}'",
                                       param=f"messages[{i}].content[{j}].type")
     return "".join(parts)
 
@@ -57,13 +73,14 @@ def to_template_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
         if msg.name is not None:
             item["name"] = msg.name
         if msg.tool_calls:
-            item["tool_calls"] = msg.tool_calls
+            item["tool_calls"] = msgspec.to_builtins(msg.tool_calls)
         if msg.tool_call_id is not None:
             item["tool_call_id"] = msg.tool_call_id
         if msg.role == "function":
             item["role"] = "tool"
         if msg.function_call:
-            item["tool_calls"] = [{"type": "function", "function": msg.function_call}]
+            item["tool_calls"] = [{"type": "function",
+                                   "function": msgspec.to_builtins(msg.function_call)}]
         out.append(item)
     return out
 

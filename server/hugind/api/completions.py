@@ -75,8 +75,20 @@ def fim_prompt(fim: FimTokens, prefix: list[int], suffix: list[int]) -> list[int
     return [*head, fim.prefix, *prefix, fim.suffix, *suffix, fim.middle]
 
 
+MAX_SEQUENCES = 128  # per request: prompts x best_of (or n), the bound OpenAI puts on n
+
+
 def candidates(req: CompletionRequest) -> int:
-    """How many sequences to generate per prompt: ``best_of`` (>= n) or ``n``."""
+    """How many sequences to generate per prompt: ``best_of`` (>= n) or ``n``, checked so that
+    all prompts together ask for at most ``MAX_SEQUENCES``."""
+    per_prompt = req.n if req.best_of is None else req.best_of
+    n_prompts = len(req.prompt) if isinstance(req.prompt, list) and req.prompt \
+        and not _is_token_list(req.prompt) else 1
+    if n_prompts * per_prompt > MAX_SEQUENCES:
+        param = "prompt" if n_prompts > 1 else "n" if req.best_of is None else "best_of"
+        raise InvalidRequestError(f"{n_prompts} prompt(s) x {per_prompt} choices is more than "
+                                  f"the {MAX_SEQUENCES} sequences one request may generate",
+                                  param=param)
     if req.best_of is None:
         return req.n
     if req.best_of < req.n:
@@ -97,6 +109,16 @@ def best(choices: list[Choice], per_prompt: int, n: int) -> list[Choice]:
             group = sorted(group, key=lambda c: c.score, reverse=True)[:n]
         out.extend(group)
     return out
+
+
+async def _detokenized(engine: Engine, model: str, tokens: list[int], param: str) -> str:
+    """The prompt's text; a bad token id is reported at its place in ``prompt``."""
+    try:
+        return await engine.detokenize(model, tokens)
+    except InvalidRequestError as exc:
+        if exc.param and exc.param.startswith("tokens"):
+            exc.param = param + exc.param.removeprefix("tokens")
+        raise
 
 
 async def _fim_items(rt: Runtime, req: CompletionRequest,
@@ -139,7 +161,7 @@ async def completions(request: Request) -> Response[bytes] | Stream:
         max_tokens = rt.engine.check_length(req.model, len(tokens), req.max_tokens, param)
         n_prompt += len(tokens)
         if text is None:
-            text = await rt.engine.detokenize(req.model, tokens)
+            text = await _detokenized(rt.engine, req.model, tokens, param)
         for i in range(per_prompt):
             texts.append(text)
             gens.append(GenerationRequest(

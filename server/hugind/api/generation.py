@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from hugind.api.protocol import SamplingFields
+from hugind.api.protocol import MAX_NAME_CHARS, SamplingFields
 from hugind.engine.interface import Engine
 from hugind.engine.types import FinishReason, SamplingParams, TokenEvent, TokenLogprob, Usage
 from hugind.errors import InvalidRequestError
 
-MAX_STOPS = 4
+_TOKEN_ID = re.compile(r"-?[0-9]{1,10}")
 
 
 def new_id(prefix: str) -> str:
@@ -27,23 +28,23 @@ def now() -> int:
 
 
 def stops(req: SamplingFields) -> list[str]:
+    """The request's stop strings; their count and length are bounded by the wire schema
+    (``MAX_STOPS``, ``MAX_STOP_CHARS``)."""
     if req.stop is None:
         return []
     items = [req.stop] if isinstance(req.stop, str) else list(req.stop)
-    if len(items) > MAX_STOPS:
-        raise InvalidRequestError(f"'stop' takes at most {MAX_STOPS} sequences, got {len(items)}",
-                                  param="stop")
     return [s for s in items if s]
 
 
 def logit_bias(req: SamplingFields) -> dict[int, float]:
+    """Token id -> bias; keys are decimal token ids (``"42"``), checked against the vocabulary
+    by the engine. The entry count is bounded by the wire schema (``MAX_LOGIT_BIAS``)."""
     out: dict[int, float] = {}
     for key, value in (req.logit_bias or {}).items():
-        try:
-            out[int(key)] = value
-        except ValueError:
-            raise InvalidRequestError(f"logit_bias keys must be token ids, got '{key}'",
-                                      param="logit_bias") from None
+        if not _TOKEN_ID.fullmatch(key):
+            raise InvalidRequestError(f"logit_bias keys must be token ids, got '{key[:32]}'",
+                                      param="logit_bias")
+        out[int(key)] = value
     return out
 
 
@@ -66,6 +67,11 @@ def sampling(req: SamplingFields, *, seed_offset: int = 0, grammar: str | None =
 
 
 def session_name(req: SamplingFields, header: str | None) -> str | None:
+    """``prompt_cache_key``, else ``user``, else the ``X-Session-Id`` header. Names are opaque
+    client text (the session store hashes them into file names), bounded in length."""
+    if header is not None and len(header) > MAX_NAME_CHARS:
+        raise InvalidRequestError(f"the X-Session-Id header is longer than {MAX_NAME_CHARS} "
+                                  "characters", param="X-Session-Id")
     return req.prompt_cache_key or req.user or header or None
 
 

@@ -43,23 +43,37 @@ def _tools(req: ChatCompletionRequest) -> tuple[list[dict[str, Any]], bool]:
                     or not isinstance(fn.get("name"), str):
                 raise InvalidRequestError("each tool needs type 'function' and function.name",
                                           param=f"tools[{i}]")
+            _check_parameters(fn, f"tools[{i}].function.parameters")
         return req.tools, False
     if req.functions:
         for i, fn in enumerate(req.functions):
             if not isinstance(fn.get("name"), str):
                 raise InvalidRequestError("each function needs a name", param=f"functions[{i}]")
+            _check_parameters(fn, f"functions[{i}].parameters")
         return [{"type": "function", "function": f} for f in req.functions], True
     return [], False
+
+
+def _check_parameters(fn: dict[str, Any], param: str) -> None:
+    if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):
+        raise InvalidRequestError("a function's parameters must be a JSON schema object",
+                                  param=param)
 
 
 def _choice(req: ChatCompletionRequest, legacy: bool) -> str | dict[str, Any]:
     choice = req.function_call if legacy else req.tool_choice
     if choice is None:
         return "auto"
+    param = "function_call" if legacy else "tool_choice"
     if isinstance(choice, str):
         if choice not in ("none", "auto", "required"):
-            raise InvalidRequestError(f"unknown tool_choice '{choice}'", param="tool_choice")
+            raise InvalidRequestError(f"unknown {param} '{choice[:64]}'", param=param)
         return choice
+    fn = choice if legacy else choice.get("function")
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        shape = '{"name": NAME}' if legacy else '{"type": "function", "function": {"name": NAME}}'
+        raise InvalidRequestError(f"{param} must be 'none', 'auto', 'required' or {shape}",
+                                  param=param)
     return choice
 
 
@@ -85,11 +99,11 @@ def plan_tools(req: ChatCompletionRequest) -> ToolPlan:
         return ToolPlan(template_tools=tools, parse_calls=True, legacy=legacy, names=names,
                         parallel=parallel)
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name") if not legacy else choice.get("name")
+        name = choice["name"] if legacy else choice["function"]["name"]
         chosen = [t for t in tools if t["function"]["name"] == name]
         if not chosen:
-            raise InvalidRequestError(f"tool_choice names '{name}', which is not in tools",
-                                      param="tool_choice")
+            raise InvalidRequestError(f"tool_choice names '{name[:64]}', which is not in tools",
+                                      param="function_call" if legacy else "tool_choice")
         schema = _call_schema(chosen[0])
     else:  # required
         schemas = [_call_schema(t) for t in tools]

@@ -88,7 +88,8 @@ class ChatTemplate:
             raise
         except jinja2.TemplateError as exc:
             raise TemplateError(str(exc)) from None
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError,
+                RecursionError) as exc:  # client data the template did not expect
             raise TemplateError(f"{type(exc).__name__}: {exc}") from None
 
 

@@ -265,3 +265,21 @@ def test_brackets_in_strings_do_not_count() -> None:
     body = json.dumps({"model": "fake", "prompt": [[1, 2, 3]] * 30_000,
                        "s": '"[{\\' * 100_000}).encode()
     assert nesting_depth(body) == 3
+
+
+def test_deep_bodies_are_400s_with_providers_configured() -> None:
+    """The provider check reads ``model`` before validation: a deep body must not reach the
+    decoder there either."""
+    from litestar.testing import TestClient
+
+    from hugind.app import create_app
+    from hugind.config import parse_config
+
+    config = parse_config({"providers": [{"name": "up", "base_url": "http://127.0.0.1:9/v1",
+                                          "models": ["remote-*"]}]})
+    with TestClient(create_app(config, engine=FakeEngine())) as client:
+        for kind in ("array", "object"):
+            r = client.post("/v1/chat/completions", content=deep(kind, 100_000),
+                            headers={"content-type": "application/json"})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["type"] == "invalid_request_error"

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from litestar import MediaType, Request, Response
 
+from hugind.api.protocol import MAX_DEPTH, nesting_depth
 from hugind.engine.interface import Engine
 from hugind.errors import ModelNotFoundError
 
@@ -43,8 +44,8 @@ class Runtime:
         Checked before the body is validated against Hugind's own schema, so a provider sees
         exactly what the client sent, fields Hugind does not know or bound included.
         """
-        if self.forwarder is None:
-            return None
+        if self.forwarder is None or nesting_depth(body) > MAX_DEPTH:
+            return None  # too deep to decode here: the local decoder answers 400
         try:
             model = _decode_model(body).model
         except (msgspec.DecodeError, ValueError):  # not JSON, or not UTF-8: validated later

@@ -46,8 +46,7 @@ from hugind.llama import (
     use_batch_invariant_kernels,
 )
 from hugind.llama.context import Vocab
-from hugind.llama.grammar import SchemaError, grammar_for
-from hugind.llama.sampler import GrammarError
+from hugind.llama.grammar import GrammarError, SchemaError, grammar_for, grammar_from_gbnf
 from hugind.modelstore import resolve
 from hugind.sessions import DiskTier, SnapshotStore, SnapshotWriter, model_fingerprint
 
@@ -103,15 +102,24 @@ def _schema_grammar(schema: Any) -> str:
     try:
         return grammar_for(schema)
     except SchemaError as exc:
-        raise InvalidRequestError(f"the JSON schema cannot be turned into a grammar: {exc}",
+        raise InvalidRequestError(f"the JSON schema cannot be enforced: {exc}",
                                   param="response_format") from None
+
+
+def _gbnf_grammar(text: str) -> str:
+    try:
+        return grammar_from_gbnf(text)
+    except GrammarError as exc:
+        raise InvalidRequestError(f"the grammar cannot be parsed: {exc}",
+                                  param="grammar") from None
 
 
 def _sampler(vocab: Vocab, spec: SamplerSpec, param: str) -> Sampler:
     try:
         return Sampler(vocab, spec)
     except GrammarError as exc:
-        raise InvalidRequestError(f"grammar rejected by llama.cpp: {exc}", param=param) from None
+        what = "JSON schema" if param == "response_format" else "grammar"
+        raise InvalidRequestError(f"the {what} cannot be compiled: {exc}", param=param) from None
 
 
 async def _off_loop(pool: concurrent.futures.Executor, fn: Callable[[], Any], param: str) -> Any:
@@ -411,13 +419,15 @@ class LocalEngine:
             for req in reqs:
                 sp = req.sampling
                 grammar, param = sp.grammar, "grammar"
+                source: Any = grammar or None
+                convert: Callable[[Any], str] = _gbnf_grammar
                 if sp.json_schema is not None and grammar is None:
-                    param = "response_format"
-                    if id(sp.json_schema) not in grammars:
-                        schema = sp.json_schema
-                        grammars[id(schema)] = await _off_loop(
-                            self._grammar_pool, lambda s=schema: _schema_grammar(s), param)
-                    grammar = grammars[id(sp.json_schema)]
+                    source, convert, param = sp.json_schema, _schema_grammar, "response_format"
+                if source is not None:
+                    if id(source) not in grammars:
+                        grammars[id(source)] = await _off_loop(
+                            self._grammar_pool, lambda s=source, f=convert: f(s), param)
+                    grammar = grammars[id(source)]
                 seed = sp.seed if sp.seed is not None else int(time.time_ns() & 0xFFFFFFFF)
                 spec = SamplerSpec(
                     temperature=sp.temperature, top_k=sp.top_k, top_p=sp.top_p,

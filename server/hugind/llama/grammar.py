@@ -1,23 +1,210 @@
-"""JSON schema -> GBNF, via llama-cpp-python's port of llama.cpp's converter. Thread-safe."""
+"""Constrained decoding grammars on llguidance: JSON Schema and GBNF in, token matchers out.
+
+Thread-safe: every function may be called from any thread. A model's llguidance tokenizer is
+built once (the first grammar request pays for it) and compiled grammars are kept per model,
+keyed by their text, so a schema sent again, or for ``n`` choices, compiles once.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import Any
+import threading
+import weakref
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
 
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+import llama_cpp
+import llguidance
+from llguidance.gbnf_to_lark import any_to_lark
+from llguidance.llamacpp import lltokenizer_from_vocab
+
+if TYPE_CHECKING:
+    from hugind.llama.context import Vocab
 
 
 class SchemaError(ValueError):
-    """The schema uses something the grammar converter cannot express."""
+    """The JSON schema is invalid, or uses something the grammar engine cannot enforce."""
 
 
-def grammar_for(schema: Any) -> str:
-    """A GBNF grammar for ``schema``; ``True`` means any JSON object."""
+class GrammarError(ValueError):
+    """A grammar (GBNF, Lark, or one compiled from a schema) could not be compiled."""
+
+
+# The JSON a schema produces: one fixed layout (`{"a": 1, "b": [2, 3]}`), as json.dumps writes
+# it. Free whitespace lets a small model wander into newlines until max_tokens; a schema's own
+# "x-guidance" options still override these.
+JSON_OPTIONS: dict[str, Any] = {"whitespace_flexible": False, "item_separator": ", ",
+                                "key_separator": ": "}
+MAX_COMPILED = 32  # compiled grammars kept per model
+MAX_VALID = 1024  # hashes of schema grammars known to compile
+_valid: OrderedDict[bytes, None] = OrderedDict()
+_valid_lock = threading.Lock()
+
+
+def grammar_for(schema: Any, *, strict: bool = True) -> str:
+    """The llguidance grammar for a JSON ``schema`` (``True``: any JSON object). ``strict``:
+    a keyword the engine cannot enforce is a :class:`SchemaError` naming it, not ignored."""
     if schema is True:
-        return JSON_GBNF
+        schema = {"type": "object"}
+    options = dict(JSON_OPTIONS, lenient=not strict)
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
-    except (KeyError, ValueError, TypeError, AttributeError, NotImplementedError,
-            RecursionError, AssertionError) as exc:  # the converter asserts on what it rejects
-        raise SchemaError(f"{type(exc).__name__}: {exc}") from None
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(_closed(schema),
+                                                                 defaults=options)
+    except (ValueError, TypeError) as exc:
+        raise SchemaError(f"{exc}") from None
+    key = hashlib.sha256(grammar.encode()).digest()
+    with _valid_lock:
+        if key in _valid:
+            _valid.move_to_end(key)
+            return grammar
+    # Compiling is the check (the GIL released); a schema sent again skips it.
+    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
+    if is_error:
+        raise SchemaError(_located(schema, messages[0] if messages else "invalid schema"))
+    with _valid_lock:
+        _valid[key] = None
+        while len(_valid) > MAX_VALID:
+            _valid.popitem(last=False)
+    return grammar
+
+
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SCHEMA_LISTS = ("prefixItems", "anyOf", "oneOf", "allOf", "items")
+_SCHEMAS = ("items", "additionalProperties", "additionalItems", "contains", "not", "if", "then",
+            "else", "propertyNames", "unevaluatedProperties", "unevaluatedItems")
+_OPEN = ("additionalProperties", "patternProperties", "unevaluatedProperties")
+
+
+def _closed(schema: Any) -> Any:
+    """A copy of ``schema`` in which an object schema that lists ``properties`` and says
+    nothing of others allows no others, as llama.cpp's converter and OpenAI's strict mode
+    read it: the model keeps to the listed keys instead of inventing more until max_tokens.
+    The members of an ``allOf`` stay open, since each one only lists its share of the keys.
+    Only schema objects are copied (an enum's values are shared); iterative, any depth."""
+    if not isinstance(schema, dict):
+        return schema
+    root = dict(schema)
+    todo: list[tuple[dict[str, Any], bool]] = [(root, True)]
+    while todo:
+        node, close = todo.pop()
+        if close and "properties" in node and not any(k in node for k in _OPEN):
+            node["additionalProperties"] = False
+        for key, sub in list(node.items()):
+            if key in _SCHEMA_MAPS and isinstance(sub, dict):
+                node[key] = {k: _copy(v, todo, close=True) for k, v in sub.items()}
+            elif key in _SCHEMA_LISTS and isinstance(sub, list):
+                node[key] = [_copy(v, todo, close=key != "allOf") for v in sub]
+            elif key in _SCHEMAS and isinstance(sub, dict):
+                node[key] = _copy(sub, todo, close=True)
+    return root
+
+
+def _copy(sub: Any, todo: list[tuple[dict[str, Any], bool]], *, close: bool) -> Any:
+    if not isinstance(sub, dict):
+        return sub
+    out = dict(sub)
+    todo.append((out, close))
+    return out
+
+
+def grammar_from_gbnf(text: str) -> str:
+    """The llguidance grammar for a GBNF (or Lark) grammar, as llama.cpp's ``grammar`` field
+    takes it."""
+    try:
+        lark = any_to_lark(text)
+    except Exception as exc:  # noqa: BLE001 - the converter raises bare Exceptions too
+        raise GrammarError(f"{exc}") from None
+    return llguidance.LLMatcher.grammar_from_lark(lark)
+
+
+def _located(schema: Any, message: str) -> str:
+    """``message`` with the JSON pointer of what it names, where it names a keyword or a
+    format ("Unimplemented keys: [\"uniqueItems\"]", "Unknown format: foo")."""
+    key: str | None = None
+    value: str | None = None
+    if message.startswith("Unimplemented keys: "):
+        try:
+            names = json.loads(message.removeprefix("Unimplemented keys: "))
+            key = str(names[0])
+        except (ValueError, IndexError, TypeError):
+            return message
+        message = f"unsupported keyword '{key}'"
+    elif message.startswith("Unknown format: "):
+        key, value = "format", message.removeprefix("Unknown format: ")
+        message = f"unsupported format '{value}'"
+    if key is None:
+        return message
+    where = _find(schema, key, value)
+    return f"{message} at {where}" if where is not None else message
+
+
+def _find(schema: Any, key: str, value: str | None) -> str | None:
+    """The JSON pointer of the first object in ``schema`` that holds ``key`` (equal to
+    ``value`` where one is given), breadth first; iterative, so any depth is fine."""
+    todo: list[tuple[Any, str]] = [(schema, "#")]
+    while todo:
+        node, path = todo.pop(0)
+        if isinstance(node, dict):
+            if key in node and (value is None or node[key] == value):
+                return path
+            todo.extend((v, f"{path}/{_escape(str(k))}") for k, v in node.items())
+        elif isinstance(node, list):
+            todo.extend((v, f"{path}/{i}") for i, v in enumerate(node))
+    return None
+
+
+def _escape(part: str) -> str:
+    return part.replace("~", "~0").replace("/", "~1")
+
+
+class _ModelGrammars:
+    """One model's llguidance tokenizer and its compiled grammars (an LRU of matchers in
+    their start state, copied for each sequence)."""
+
+    def __init__(self, vocab: Vocab) -> None:
+        handle = vocab.handle
+        eog = [t for t in range(vocab.n_vocab) if llama_cpp.llama_vocab_is_eog(handle, t)]
+        self.eog = eog or [vocab.eos]
+        # Every end-of-generation token ends a finished grammar: chat turns end on
+        # <end_of_turn>, not on the vocabulary's single EOS.
+        self.tokenizer = lltokenizer_from_vocab(handle, eos_token=self.eog)
+        self._compiled: OrderedDict[bytes, llguidance.LLMatcher] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def matcher(self, grammar: str) -> llguidance.LLMatcher:
+        key = hashlib.sha256(grammar.encode()).digest()
+        with self._lock:
+            proto = self._compiled.get(key)
+            if proto is not None:
+                self._compiled.move_to_end(key)
+                return proto.deep_copy()
+        proto = llguidance.LLMatcher(self.tokenizer, grammar, log_level=0)  # GIL released
+        if proto.is_error():
+            raise GrammarError(proto.get_error())
+        with self._lock:
+            self._compiled[key] = proto
+            while len(self._compiled) > MAX_COMPILED:
+                self._compiled.popitem(last=False)
+            return proto.deep_copy()
+
+
+_models: weakref.WeakKeyDictionary[Vocab, _ModelGrammars] = weakref.WeakKeyDictionary()
+_models_lock = threading.Lock()
+
+
+def model_grammars(vocab: Vocab) -> _ModelGrammars:
+    """``vocab``'s grammar state, built on first use (seconds for a 262k vocabulary; a
+    second caller waits for the first)."""
+    with _models_lock:
+        state = _models.get(vocab)
+        if state is None:
+            state = _models[vocab] = _ModelGrammars(vocab)
+        return state
+
+
+def matcher_for(vocab: Vocab, grammar: str) -> tuple[llguidance.LLMatcher, list[int]]:
+    """A fresh matcher for ``grammar`` (from :func:`grammar_for` or :func:`grammar_from_gbnf`)
+    and the model's end-of-generation tokens. Raises :class:`GrammarError`."""
+    state = model_grammars(vocab)
+    return state.matcher(grammar), state.eog

@@ -198,3 +198,12 @@ def test_the_embedding_queue_is_bounded_and_cancelled_requests_leave_it() -> Non
         assert w.requests == 2
     finally:
         w.stop(5)
+
+
+def test_without_write_behind_ram_overflow_still_spills_to_disk(tmp_path: Path) -> None:
+    d = disk(tmp_path)
+    store = SnapshotStore(100, d)  # sessions.flush_s: 0
+    store.put(snap("alice"), persisted=True)  # "clean" means nothing without a writer
+    store.put(snap("bob"))  # over the RAM budget: alice leaves RAM
+    assert d.get_entry("t", "alice") is not None
+    assert store.take("t", "alice") is not None

@@ -147,9 +147,9 @@ class SlotTable:
         """Send a finished turn of a named conversation to the disk tier (write-behind)."""
         if not slot.dirty or slot.session is None or self.store is None:
             return
-        slot.dirty = False
         if not self.store.writes_behind:
-            return  # sessions reach disk when they leave RAM or at shutdown
+            return  # it reaches disk when it leaves RAM or at shutdown
+        slot.dirty = False
         tokens = self.exact_prefix(slot)
         if tokens:
             self.store.persist(self._snapshot(slot, tokens))

@@ -89,6 +89,7 @@ class SnapshotStore:
         """Keep ``snap`` in RAM; ``persisted``: its disk copy (or a pending write) is current."""
         key = (snap.tenant, snap.name)
         self._drop_ram(key)
+        persisted = persisted and self.writer is not None  # without one, disk holds no copy
         if self.writer is not None and not persisted:
             self.writer.put(snap)
             persisted = True

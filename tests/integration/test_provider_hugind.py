@@ -225,9 +225,11 @@ def test_unreachable_provider_fails_over_to_the_next_provider(
         assert r.choices[0].message.content is not None
         events = f.activity()
         listed = {m.id: m.owned_by for m in f.client.models.list()}
+    # A connection failure cools no key: the one key is tried max_retries + 1 times with a
+    # backoff, the breaker trips the provider, and the next provider answers.
     assert [(e["provider"], e["event"]) for e in events] == [
-        ("dead", "key_cooled_down"), ("dead", "provider_skipped"),
-        (PROVIDER, "key_cooled_down"), (PROVIDER, "failover")]
+        *[("dead", "attempt_failed")] * 3, ("dead", "provider_tripped"),
+        ("dead", "provider_skipped"), (PROVIDER, "key_cooled_down"), (PROVIDER, "failover")]
     assert "connection failed" in events[0]["description"]
     assert listed == {"gemma": "dead", "gemma-embed": PROVIDER}  # the first provider wins
 

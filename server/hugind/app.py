@@ -91,6 +91,6 @@ def create_app(config: Config, *, engine: Engine | None = None,
         logging_config=None,
     )
     app.state.runtime = runtime
-    app.state.key_checker = KeyChecker(list(config.server.api_keys))
+    app.state.key_checker = KeyChecker([k for k, _ in config.server.client_keys()])
     app.state.config = config
     return app

@@ -58,8 +58,9 @@ def _models_dir(config: Config, path: str) -> Path:
 def _check(config: Config, path: str) -> int:
     print(f"{path}: OK")
     print(f"server: {config.server.host}:{config.server.port}, "
-          f"auth {'on' if config.server.api_keys else 'off'}"
-          f" ({len(config.server.api_keys)} keys)")
+          f"auth {'on' if config.server.client_keys() else 'off'}"
+          f" ({len(config.server.client_keys())} keys, "
+          f"{len(config.server.all_admin_keys())} admin keys)")
     for m in config.models:
         kind = "embeddings" if m.embedding else "generate"
         aliases = f" (aliases: {', '.join(m.aliases)})" if m.aliases else ""

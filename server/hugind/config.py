@@ -42,18 +42,74 @@ class Base(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     pass
 
 
+class RateLimitConfig(Base):
+    """Per-API-key limits (``server.rate_limits``, or one key's ``rate_limits`` override)."""
+
+    requests_per_minute: PositiveInt | None = None
+    tokens_per_minute: PositiveInt | None = None
+    # Over a limit: wait for the window up to this long instead of answering 429 at once.
+    max_wait_s: Annotated[float, Meta(ge=0, le=600)] = 0.0
+    # Sequences one key may have queued or running on one model at a time.
+    max_concurrent: PositiveInt | None = None
+
+
+class ApiKeyConfig(Base):
+    """An ``api_keys`` entry written as a mapping, to give one key its own limits."""
+
+    key: str
+    rate_limits: RateLimitConfig | None = None
+
+
+#: Origins a browser page may call from by default (as Ollama): local pages only.
+DEFAULT_CORS_ORIGINS = ["http://localhost:*", "http://127.0.0.1:*"]
+
+
 class ServerConfig(Base):
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8080
-    api_keys: list[str] = []
-    cors_origins: list[str] = []
+    api_keys: list[str | ApiKeyConfig] = []
+    api_key_files: list[str] = []  # one key per line; Docker secrets, Kubernetes Secrets
+    admin_keys: list[str] = []
+    admin_key_files: list[str] = []
+    cors_origins: list[str] = DEFAULT_CORS_ORIGINS
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 10 * 1024 * 1024
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "text", "json"] = "auto"  # auto: text on a terminal
+    log_prompts: bool = False
+    metrics_public: bool = False
+    rate_limits: RateLimitConfig = RateLimitConfig()
+    request_timeout_s: Annotated[float, Meta(ge=0)] = 0.0  # 0: no cap
+    shutdown_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 30.0
+    load_timeout_s: Annotated[float, Meta(gt=0)] = 600.0
+    max_loaded_models: PositiveInt | None = None
 
     def __post_init__(self) -> None:
-        for i, key in enumerate(self.api_keys):
+        for i, entry in enumerate(self.api_keys):
+            key = entry if isinstance(entry, str) else entry.key
+            where = f"api_keys[{i}]" if isinstance(entry, str) else f"api_keys[{i}].key"
             if not key.strip():
-                raise ValueError(f"api_keys[{i}]: is empty (is its environment variable set?)")
+                raise ValueError(f"{where}: is empty (is its environment variable set?)")
+        for i, key in enumerate(self.admin_keys):
+            if not key.strip():
+                raise ValueError(f"admin_keys[{i}]: is empty (is its environment variable set?)")
+
+    def client_keys(self) -> list[tuple[str, RateLimitConfig | None]]:
+        """Every client key (``api_keys`` then ``api_key_files``) with its own limits, if any.
+
+        Raises:
+            ConfigError: a key file cannot be read or holds no key.
+        """
+        keys = [(e, None) if isinstance(e, str) else (e.key, e.rate_limits)
+                for e in self.api_keys]
+        for i, name in enumerate(self.api_key_files):
+            keys += [(k, None) for k in read_key_file(name, f"server.api_key_files[{i}]")]
+        return keys
+
+    def all_admin_keys(self) -> list[str]:
+        keys = list(self.admin_keys)
+        for i, name in enumerate(self.admin_key_files):
+            keys += read_key_file(name, f"server.admin_key_files[{i}]")
+        return keys
 
 
 class HFSource(Base):
@@ -90,6 +146,8 @@ class ModelConfig(Base):
     batch_invariant: bool = False
     seed: int | None = None
     max_tokens: PositiveInt | None = None
+    preload: bool = True  # false: loaded by the first request that names it
+    ttl_s: NonNegInt = 0  # unloaded after this long idle; 0: never
 
     def __post_init__(self) -> None:
         sources = [s for s in ("path", "hf", "package") if getattr(self, s) is not None]
@@ -260,7 +318,7 @@ _AT_RE = re.compile(r" - at `\$(.*)`$")
 _KEY_PREFIX_RE = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])*(?:\.[A-Za-z_]\w*(?:\[\d+\])*)*): (.+)$",
                             re.DOTALL)
 #: Keys whose values are credentials: a wrong value is never echoed back in a message.
-_SECRET_KEY_RE = re.compile(r"(?:^|\.)(?:api_keys|headers)(?:\[|\.|$)")
+_SECRET_KEY_RE = re.compile(r"(?:^|\.)(?:api_keys|admin_keys|headers|key)(?:\[|\.|$)")
 
 
 def _value_at(data: Any, key_path: str) -> Any:
@@ -343,6 +401,11 @@ def load_config(path: str | Path) -> Config:
 
 def _check_key_files(config: Config, *, source: str) -> None:
     """Every ``api_key_files`` entry must be readable and hold at least one key."""
+    try:
+        config.server.client_keys()
+        config.server.all_admin_keys()
+    except ConfigError as exc:
+        raise ConfigError(exc.key_path, exc.message, source=source) from None
     for i, provider in enumerate(config.providers):
         for j, name in enumerate(provider.api_key_files):
             try:
@@ -374,4 +437,8 @@ def _resolve_paths(config: Config, base: Path) -> Config:
         if p.api_key_files else p
         for p in config.providers
     ]
-    return msgspec.structs.replace(config, models=models, providers=providers)
+    server = msgspec.structs.replace(
+        config.server,
+        api_key_files=[_resolve(f, base) for f in config.server.api_key_files],
+        admin_key_files=[_resolve(f, base) for f in config.server.admin_key_files])
+    return msgspec.structs.replace(config, server=server, models=models, providers=providers)

@@ -30,6 +30,7 @@ class Runtime:
     forwarder: Forwarder | None = None
     remote_models: Callable[[], list[tuple[str, str]]] | None = None
     fingerprint: str = "hugind"
+    draining: bool = False  # shutting down: readiness and new requests answer 503
 
     @staticmethod
     def of(request: Request) -> Runtime:

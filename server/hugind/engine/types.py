@@ -113,8 +113,14 @@ class ModelInfo:
     id: str
     aliases: list[str]
     kind: str  # "generate" | "embed"
-    state: str  # "loading" | "ready" | "restarting" | "failed"
+    state: str  # "unloaded" | "loading" | "ready" | "restarting" | "failed"
     error: str | None = None
     n_ctx: int = 0
     created: int = 0
+    preload: bool = True
+    size_bytes: int = 0  # the GGUF file's size, once known
+    loaded_since: float | None = None  # unix time
+    last_used: float | None = None  # unix time of the last request's end
+    load_seconds: float | None = None  # how long the last load took
+    n_ctx_train: int = 0
     facts: dict[str, Any] = field(default_factory=dict)

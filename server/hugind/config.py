@@ -71,7 +71,7 @@ class ServerConfig(Base):
     api_key_files: list[str] = []  # one key per line; Docker secrets, Kubernetes Secrets
     admin_keys: list[str] = []
     admin_key_files: list[str] = []
-    cors_origins: list[str] = DEFAULT_CORS_ORIGINS
+    cors_origins: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 10 * 1024 * 1024
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "text", "json"] = "auto"  # auto: text on a terminal

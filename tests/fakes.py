@@ -42,6 +42,15 @@ class FakeEngine:
     def resolve_model(self, name: str) -> ModelInfo | None:
         return next((m for m in self.models() if name in (m.id, *m.aliases)), None)
 
+    async def ensure_loaded(self, model: str) -> None:
+        return None
+
+    def drain(self) -> None:
+        self.draining = True
+
+    def busy(self) -> int:
+        return 0
+
     def _known(self, model: str) -> None:
         if self.resolve_model(model) is None:
             raise ModelNotFoundError(model)

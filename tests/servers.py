@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,9 @@ class HugindProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 180) -> HugindProcess:
+    def start(self, timeout_s: float = 180,
+              ready: Callable[[str], bool] | None = None) -> HugindProcess:
+        """Start and wait until ``ready(url)`` (default: /health answers 200)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.workdir / f"{self.name}.yaml"
         cfg_path.write_text(yaml.safe_dump(self.config))
@@ -74,6 +76,11 @@ class HugindProcess:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
                                    + self.log_path.read_text()[-3000:])
             try:
+                if ready is not None:
+                    if ready(self.url):
+                        return self
+                    time.sleep(0.2)
+                    continue
                 r = httpx.get(self.url + "/health", timeout=2)
                 if r.status_code == 200:
                     return self

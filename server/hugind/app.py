@@ -17,6 +17,7 @@ from hugind.api.auth import KeyChecker, auth_guard
 from hugind.api.chat import chat_completions
 from hugind.api.completions import completions
 from hugind.api.disconnect import cancel_on_disconnect
+from hugind.api.draining import track_in_flight
 from hugind.api.embeddings import embeddings
 from hugind.api.handlers import to_openai_error
 from hugind.api.health import health
@@ -83,7 +84,7 @@ def create_app(config: Config, *, engine: Engine | None = None,
         route_handlers=handlers,
         exception_handlers={Exception: to_openai_error},
         guards=[auth_guard],
-        middleware=[cancel_on_disconnect],
+        middleware=[track_in_flight, cancel_on_disconnect],
         cors_config=cors,
         request_max_body_size=config.server.max_body_bytes,
         lifespan=[lifespan],

@@ -91,9 +91,8 @@ def _models(config: Config, path: str) -> int:
 
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
-    import uvicorn
-
     from hugind.app import create_app
+    from hugind.serve import serve
 
     level = (args.log_level or config.server.log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -104,8 +103,8 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
     except ConfigError as exc:  # a key file that went away since the config was loaded
         print(f"hugind: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    uvicorn.run(app, host=host, port=port, log_level=level.lower(), access_log=False,
-                timeout_graceful_shutdown=10)
+    serve(app, host=host, port=port, log_level=level.lower(),
+          grace_s=config.server.shutdown_grace_s)
     return 0
 
 

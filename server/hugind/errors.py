@@ -12,7 +12,9 @@ Exception tree (status in brackets)::
     ├── MethodNotAllowedError         [405]
     ├── RequestTooLargeError          [413]
     ├── RateLimitError                [429] rate_limit_error
-    │   └── QueueFullError            [429] code=queue_full (carries retry_after_s)
+    │   ├── QueueFullError            [429] code=queue_full (carries retry_after_s)
+    │   ├── RequestRateLimitError     [429] requests, code=rate_limit_exceeded (a key's limit)
+    │   └── TokenRateLimitError       [429] tokens, code=rate_limit_exceeded (a key's limit)
     ├── InternalError                 [500] server_error (message is generic)
     ├── UpstreamError                 [502] upstream_error
     ├── OverloadedError               [503] service_unavailable
@@ -131,6 +133,20 @@ class QueueFullError(RateLimitError):
         )
 
 
+class RequestRateLimitError(RateLimitError):
+    """A key's requests-per-minute or concurrency cap; OpenAI's body names the limit kind."""
+
+    type = "requests"
+    default_code = "rate_limit_exceeded"
+
+
+class TokenRateLimitError(RateLimitError):
+    """A key's tokens-per-minute window is spent."""
+
+    type = "tokens"
+    default_code = "rate_limit_exceeded"
+
+
 class InternalError(OpenAIError):
     status = HTTPStatus.INTERNAL_SERVER_ERROR
     type = "server_error"
@@ -148,6 +164,12 @@ class OverloadedError(OpenAIError):
 
 class ModelNotReadyError(OverloadedError):
     default_code = "model_not_ready"
+
+
+class RequestTimeoutError(OpenAIError):
+    status = HTTPStatus.GATEWAY_TIMEOUT
+    type = "timeout_error"
+    default_code = "request_timeout"
 
 
 class UpstreamTimeoutError(OpenAIError):

@@ -103,7 +103,7 @@ async def chat_completions(request: Request) -> Response[bytes] | Stream:
     if remote is not None:
         return await rt.forward(request, remote)
     req = decode_body(body, ChatCompletionRequest)
-    if not rt.is_local(req.model):
+    if not await rt.local(req.model):
         return await rt.forward(request, req.model)
     if req.top_logprobs is not None and not req.logprobs:
         raise InvalidRequestError("'top_logprobs' requires 'logprobs': true", param="logprobs")

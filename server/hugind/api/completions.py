@@ -145,7 +145,7 @@ async def completions(request: Request) -> Response[bytes] | Stream:
     if remote is not None:
         return await rt.forward(request, remote)
     req = decode_body(body, CompletionRequest)
-    if not rt.is_local(req.model):
+    if not await rt.local(req.model):
         return await rt.forward(request, req.model)
     per_prompt = candidates(req)
     items = await _fim_items(rt, req) or await prompts(rt.engine, req.model, req.prompt)

@@ -60,7 +60,7 @@ async def embeddings(request: Request) -> Response[bytes]:
     if remote is not None:
         return await rt.forward(request, remote)
     req = decode_body(body, EmbeddingRequest)
-    if not rt.is_local(req.model):
+    if not await rt.local(req.model):
         return await rt.forward(request, req.model)
     inputs = await _inputs(rt.engine, req.model, req.input)
     limit = rt.engine.embed_context(req.model)

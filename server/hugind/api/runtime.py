@@ -31,6 +31,7 @@ class Runtime:
     remote_models: Callable[[], list[tuple[str, str]]] | None = None
     fingerprint: str = "hugind"
     draining: bool = False  # shutting down: readiness and new requests answer 503
+    in_flight: int = 0  # HTTP requests being answered, probes aside (api/draining.py)
 
     @staticmethod
     def of(request: Request) -> Runtime:
@@ -38,6 +39,13 @@ class Runtime:
 
     def is_local(self, model: str) -> bool:
         return self.engine.resolve_model(model) is not None
+
+    async def local(self, model: str) -> bool:
+        """Whether ``model`` is served here; if so, it is loaded (or failed) on return."""
+        if not self.is_local(model):
+            return False
+        await self.engine.ensure_loaded(model)
+        return True
 
     def remote_model(self, body: bytes) -> str | None:
         """The body's ``model`` when it names no local model and providers are configured.

@@ -16,8 +16,8 @@ from hugind.api.tools import plan_tools
 from hugind.errors import InvalidRequestError, ModelNotFoundError
 
 
-def _local(rt: Runtime, model: str) -> None:
-    if not rt.is_local(model):
+async def _local(rt: Runtime, model: str) -> None:
+    if not await rt.local(model):
         raise ModelNotFoundError(model)
 
 
@@ -26,7 +26,7 @@ async def tokenize(request: Request) -> Response[bytes]:
     """Text -> token ids (and pieces)."""
     rt = Runtime.of(request)
     req = decode_body(await request.body(), TokenizeRequest)
-    _local(rt, req.model)
+    await _local(rt, req.model)
     text = req.content if req.content is not None else req.prompt
     if text is None:
         raise InvalidRequestError("send the text as 'content'", param="content")
@@ -45,7 +45,7 @@ async def detokenize(request: Request) -> Response[bytes]:
     """Token ids -> text."""
     rt = Runtime.of(request)
     req = decode_body(await request.body(), DetokenizeRequest)
-    _local(rt, req.model)
+    await _local(rt, req.model)
     return json_response({"model": req.model,
                           "content": await rt.engine.detokenize(req.model, req.tokens)})
 
@@ -55,7 +55,7 @@ async def render_chat(request: Request) -> Response[bytes]:
     """The prompt a chat request would produce, without generating."""
     rt = Runtime.of(request)
     req = decode_body(await request.body(), ChatCompletionRequest)
-    _local(rt, req.model)
+    await _local(rt, req.model)
     plan = plan_tools(req)
     text, tokens = await rt.engine.chat_prompt(req.model, to_template_messages(req),
                                                tools=plan.template_tools)

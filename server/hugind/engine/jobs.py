@@ -38,6 +38,7 @@ class Job:
     queued_at: float = field(default_factory=time.monotonic)
     counted: bool = True  # still counted in its worker's queue depth (guarded by its lock)
     epoch: int = 0  # the worker incarnation it was submitted to
+    deadline: float | None = None  # monotonic; server.request_timeout_s
     # Worker-owned state below.
     state: JobState = JobState.QUEUED
     slot: Any = None
@@ -55,6 +56,9 @@ class Job:
     @property
     def done(self) -> bool:
         return self.state is JobState.DONE
+
+    def past_deadline(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
 
     def emit(self, event: TokenEvent) -> None:
         try:

@@ -12,7 +12,6 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,10 @@ import numpy as np
 
 from hugind.config import Config, ModelConfig
 from hugind.engine.embedding import EmbeddingWorker
+from hugind.engine.handle import ModelHandle
 from hugind.engine.jobs import Job
+from hugind.engine.lifecycle import Lifecycle, public_reason
 from hugind.engine.prompt import (
-    ChatTemplate,
     compile_template,
     inline_tool_turns,
     with_tool_instructions,
@@ -51,27 +51,6 @@ from hugind.modelstore import resolve
 from hugind.sessions import DiskTier, SnapshotStore, SnapshotWriter, model_fingerprint
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(eq=False)
-class ModelHandle:
-    cfg: ModelConfig
-    kind: str
-    state: str = "loading"
-    error: str | None = None
-    created: int = field(default_factory=lambda: int(time.time()))
-    path: Path | None = None
-    worker: ModelWorker | None = None
-    embedder: EmbeddingWorker | None = None
-    vocab: Vocab | None = None
-    n_ctx: int = 0
-    template: ChatTemplate | None = None
-    template_error: str | None = None
-
-    def info(self) -> ModelInfo:
-        return ModelInfo(id=self.cfg.id, aliases=list(self.cfg.aliases), kind=self.kind,
-                         state=self.state, error=self.error, n_ctx=self.n_ctx,
-                         created=self.created)
 
 
 def _params(cfg: ModelConfig, path: Path) -> ModelParams:
@@ -148,12 +127,17 @@ class LocalEngine:
         self.config = config
         self.base_dir = base_dir or Path.cwd()
         self.models_dir = self.base_dir / config.models_dir
-        self._handles: list[ModelHandle] = []
-        for cfg in config.models:
-            self._handles.append(ModelHandle(cfg, "embed" if cfg.embedding else "generate"))
+        self._handles = [ModelHandle(cfg, "embed" if cfg.embedding else "generate")
+                         for cfg in config.models]
         self._by_name = {n: h for h in self._handles for n in h.cfg.names}
         self._grammar_pool = concurrent.futures.ThreadPoolExecutor(
             2, thread_name_prefix="hugind-grammar")
+        server = config.server
+        self.lifecycle = Lifecycle(self._handles, spawn=self._spawn, halt=self._halt,
+                                   max_loaded=server.max_loaded_models,
+                                   load_timeout_s=server.load_timeout_s,
+                                   unload_grace_s=server.shutdown_grace_s)
+        self._draining = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -162,40 +146,92 @@ class LocalEngine:
             log.warning("%s", warning)
         if any(h.cfg.batch_invariant for h in self._handles):
             use_batch_invariant_kernels()  # before the first model computes anything
-        for h in self._handles:
-            if h.kind == "embed":
-                h.embedder = EmbeddingWorker(h.cfg.id, self._embed_factory(h), self._setter(h),
-                                             max_queue=h.cfg.max_queue)
-                h.embedder.start()
-            else:
-                h.worker = ModelWorker(
-                    h.cfg.id, self._gen_factory(h), max_queue=h.cfg.max_queue,
-                    store_factory=self._store_factory(h), on_state=self._setter(h),
-                    queue_timeout_s=h.cfg.queue_timeout_s)
-                h.worker.start()
+        self.lifecycle.start()
 
     def close(self) -> None:
-        for h in self._handles:
-            if h.worker is not None:
-                h.worker.stop()
-            if h.embedder is not None:
-                h.embedder.stop()
+        self.lifecycle.close()
         self._grammar_pool.shutdown(wait=False, cancel_futures=True)
 
+    def drain(self) -> None:
+        self._draining = True
+
+    def busy(self) -> int:
+        return sum(h.busy() for h in self._handles)
+
     def wait_ready(self, timeout: float) -> bool:
+        """Wait for every preloaded model to leave loading; True if all of them are ready."""
         deadline = time.monotonic() + timeout
+        preloaded = [h for h in self._handles if h.cfg.preload]
         while time.monotonic() < deadline:
-            if all(h.state not in ("loading", "restarting") for h in self._handles):
-                return all(h.state == "ready" for h in self._handles)
+            if all(h.state not in ("loading", "restarting") for h in preloaded):
+                return all(h.state == "ready" for h in preloaded)
             time.sleep(0.05)
         return False
 
-    def _setter(self, h: ModelHandle) -> Callable[[str, str | None], None]:
+    async def ensure_loaded(self, model: str) -> None:
+        h = self._by_name.get(model)
+        if h is not None:
+            await self.lifecycle.ensure_loaded(h)
+
+    async def load_model(self, model: str) -> ModelInfo:
+        h = self._handle(model)
+        await self.lifecycle.ensure_loaded(h, retry_failed=True)
+        return h.info()
+
+    async def unload_model(self, model: str) -> ModelInfo:
+        h = self._handle(model)
+        await asyncio.to_thread(self.lifecycle.unload, h)
+        return h.info()
+
+    def _handle(self, name: str) -> ModelHandle:
+        h = self._by_name.get(name)
+        if h is None:
+            raise ModelNotFoundError(name)
+        return h
+
+    def _spawn(self, h: ModelHandle) -> None:
+        """Start ``h``'s worker; it loads the model on its own thread."""
+        on_state = self._setter(h, h.generation)
+        if h.kind == "embed":
+            h.embedder = EmbeddingWorker(h.cfg.id, self._embed_factory(h), on_state,
+                                         max_queue=h.cfg.max_queue)
+            h.embedder.start()
+        else:
+            h.worker = ModelWorker(
+                h.cfg.id, self._gen_factory(h), max_queue=h.cfg.max_queue,
+                store_factory=self._store_factory(h), on_state=on_state,
+                queue_timeout_s=h.cfg.queue_timeout_s)
+            h.worker.start()
+
+    def _halt(self, h: ModelHandle) -> None:
+        """Stop ``h``'s worker (its sessions are saved) and drop every reference into the
+        model, so its memory is freed."""
+        worker, embedder = h.worker, h.embedder
+        h.worker = h.embedder = None
+        if worker is not None:
+            worker.stop()
+        if embedder is not None:
+            embedder.stop()
+        h.vocab = None
+        h.template = None
+
+    def _setter(self, h: ModelHandle, generation: int) -> Callable[[str, str | None], None]:
         def set_state(state: str, error: str | None) -> None:
+            if h.generation != generation or h.state == "unloading":
+                return  # a worker being stopped, or one from before the last reload
+            if state == "failed":
+                log.error("model %s failed to load: %s", h.cfg.id, error)
+                error = public_reason(Exception(error)) if error else None
             h.error = error
             h.state = state
-            if state == "ready":
-                log.info("model %s ready (%s)", h.cfg.id, h.path)
+            if state == "ready" and h.loaded_since is None:
+                h.loaded_since = time.time()
+                h.last_used = h.loaded_since
+                h.load_seconds = round(time.monotonic() - h.load_started, 3)
+                if h.path is not None:
+                    h.size_bytes = h.path.stat().st_size
+                log.info("model %s ready in %.1f s (%s)", h.cfg.id, h.load_seconds,
+                         h.path.name if h.path else "")
         return set_state
 
     def _fetch(self, h: ModelHandle) -> Path:
@@ -207,6 +243,7 @@ class LocalEngine:
             ctx = GenerationContext(_params(h.cfg, self._fetch(h)))
             h.vocab = ctx.vocab
             h.n_ctx = ctx.n_ctx_seq
+            h.n_ctx_train = ctx.n_ctx_train
             self._setup_template(h, ctx)
             return ctx
         return make
@@ -278,6 +315,9 @@ class LocalEngine:
         if h.state == "loading":
             raise ModelNotReadyError(f"model '{name}' is still loading",
                                      headers={"Retry-After": "5"})
+        if h.state in ("unloaded", "unloading"):
+            raise ModelNotReadyError(f"model '{name}' was just unloaded; retry to load it",
+                                     code="model_unloaded", headers={"Retry-After": "1"})
         if h.state == "restarting":
             raise ModelNotReadyError(f"model '{name}' is restarting after an engine fault",
                                      code="model_restarting", headers={"Retry-After": "2"})
@@ -375,13 +415,16 @@ class LocalEngine:
         """Validate every request, then enqueue them all or none (see ``Engine``)."""
         if not reqs:
             return []
+        self._check_draining()
         h = self._ready(reqs[0].model, "generate")
         assert h.worker is not None
         for req in reqs:
             self._validate(h, req)
         samplers = await self._samplers(h, reqs)
         loop = asyncio.get_running_loop()
-        jobs = [Job(req, loop, asyncio.Queue(), sampler=s)
+        timeout = self.config.server.request_timeout_s
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        jobs = [Job(req, loop, asyncio.Queue(), sampler=s, deadline=deadline)
                 for req, s in zip(reqs, samplers, strict=True)]
         try:
             h.worker.submit_many(jobs)
@@ -473,9 +516,21 @@ class LocalEngine:
         return self._ready(model, "embed").n_ctx
 
     async def embed(self, model: str, inputs: list[list[int]]) -> list[np.ndarray]:
+        self._check_draining()
+        await self.ensure_loaded(model)
         h = self._ready(model, "embed")
         assert h.embedder is not None
-        return await asyncio.wrap_future(h.embedder.submit(inputs))
+        h.inflight += 1
+        try:
+            return await asyncio.wrap_future(h.embedder.submit(inputs))
+        finally:
+            h.inflight -= 1
+            h.touch()
+
+    def _check_draining(self) -> None:
+        if self._draining:
+            raise OverloadedError("the server is shutting down; retry on another replica",
+                                  code="shutting_down", headers={"Retry-After": "5"})
 
     # -- sessions ----------------------------------------------------------------------------
 

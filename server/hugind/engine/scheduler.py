@@ -32,7 +32,7 @@ from hugind.engine.ports import Context
 from hugind.engine.slots import SlotTable
 from hugind.engine.stops import TextStream
 from hugind.engine.types import FinishReason, TokenEvent, TokenLogprob, TopLogprob, Usage
-from hugind.errors import InternalError, OpenAIError, OverloadedError
+from hugind.errors import InternalError, OpenAIError, OverloadedError, RequestTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,18 @@ class Scheduler:
             job.sampler.close()
 
     def _expire_waiting(self) -> None:
+        now = time.monotonic()
+        for job in [j for j in self.waiting if j.past_deadline(now)]:
+            self._drop_waiting(job)
+            job.emit(TokenEvent("", finish_reason=FinishReason.ERROR, error=RequestTimeoutError(
+                "the request waited in the queue past server.request_timeout_s")))
+        # A prompt still being read when time is up ends with no output; one generating ends
+        # at its next token (``_take``).
+        for job in [j for j in self.active if j.state is JobState.PREFILL
+                    and j.past_deadline(now)]:
+            self._finish(job, FinishReason.LENGTH, keep_kv=False)
         if self.queue_timeout_s <= 0 or not self.waiting:
             return
-        now = time.monotonic()
         for job in [j for j in self.waiting if now - j.queued_at > self.queue_timeout_s]:
             self._drop_waiting(job)
             self.counters.queue_timeouts += 1
@@ -353,7 +362,8 @@ class Scheduler:
         text = job.text.push(ctx.vocab.piece(token))
         if job.text.stopped:
             self._finish(job, FinishReason.STOP, tail=text, token=token, logprobs=lps)
-        elif job.n_generated >= req.max_tokens or len(job.slot.tokens) + 1 >= ctx.n_ctx_seq:
+        elif (job.n_generated >= req.max_tokens or len(job.slot.tokens) + 1 >= ctx.n_ctx_seq
+              or job.past_deadline(time.monotonic())):
             self._finish(job, FinishReason.LENGTH, tail=text + job.text.flush(), token=token,
                          logprobs=lps)
         else:

@@ -130,6 +130,11 @@ class ModelWorker:
             **self.counters.__dict__,
         }
 
+    def busy(self) -> int:
+        """Jobs queued or running (read from any thread)."""
+        sched = self._sched
+        return self._n_waiting + (len(sched.active) if sched is not None else 0)
+
     def _dequeued(self, job: Job) -> None:
         with self._lock:
             if job.counted:

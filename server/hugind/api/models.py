@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Request, Response, get
 
+from hugind.api.model_meta import model_meta
 from hugind.api.runtime import Runtime, json_response
 from hugind.errors import ModelNotFoundError
 
@@ -15,9 +16,7 @@ def _entries(rt: Runtime) -> list[dict[str, Any]]:
     for m in rt.engine.models():
         for name in [m.id, *m.aliases]:
             out.append({"id": name, "object": "model", "created": m.created,
-                        "owned_by": "hugind", "meta": {"kind": m.kind, "state": m.state,
-                                                       "n_ctx": m.n_ctx, "alias_of": m.id
-                                                       if name != m.id else None}})
+                        "owned_by": "hugind", "meta": model_meta(m, name)})
     if rt.remote_models is not None:
         local = {entry["id"] for entry in out}
         for model_id, provider in rt.remote_models():

@@ -1,0 +1,58 @@
+"""What each native handler takes and answers, by handler name, for ``/openapi.json``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from hugind.api import protocol as req
+from hugind.api import response_types as res
+
+
+@dataclass(frozen=True)
+class Operation:
+    request: type | None = None  # the JSON body's Struct
+    response: Any = res.AnyObject  # a Struct, or any type msgspec can describe
+    stream: type | None = None  # the Struct of each SSE ``data:`` event, when it can stream
+    media_type: str = "application/json"
+    tag: str | None = None  # default: the path's first segment after /v1
+    answer: str | None = None
+
+    def describe_answer(self) -> str:
+        if self.answer:
+            return self.answer
+        if self.stream is not None:
+            return ("the answer; with `stream: true` a text/event-stream of `data:` events, "
+                    "each one chunk, ending with `data: [DONE]`")
+        return "the answer"
+
+    def types(self) -> list[type]:
+        """The Structs this operation names (for the components section)."""
+        kinds = (self.request, self.response, self.stream)
+        return [k for k in kinds if isinstance(k, type) and issubclass(k, msgspec.Struct)]
+
+
+_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+OPERATIONS: dict[str, Operation] = {
+    "chat_completions": Operation(req.ChatCompletionRequest, res.ChatCompletion,
+                                  res.ChatCompletionChunk),
+    "completions": Operation(req.CompletionRequest, res.Completion, res.Completion),
+    "embeddings": Operation(req.EmbeddingRequest, res.CreateEmbeddingResponse),
+    "list_models": Operation(response=res.ModelList),
+    "get_model": Operation(response=res.Model),
+    "tokenize": Operation(req.TokenizeRequest, res.TokenizeResponse, tag="tokenizer"),
+    "detokenize": Operation(req.DetokenizeRequest, res.DetokenizeResponse, tag="tokenizer"),
+    "render_chat": Operation(req.ChatCompletionRequest, res.ChatRender, tag="tokenizer"),
+    "list_sessions": Operation(response=res.SessionList),
+    "get_session": Operation(response=res.Session),
+    "delete_session": Operation(response=res.SessionDeleted),
+    "session_stats": Operation(answer="engine counters per model", tag="admin"),
+    "health": Operation(response=res.Health, answer="ready (503 while loading, with the same "
+                                                    "body)"),
+    "admin_providers": Operation(answer="providers, key states by fingerprint, failover "
+                                        "activity", tag="admin"),
+    "openapi_json": Operation(answer="this OpenAPI 3.1 document", tag="meta"),
+}

@@ -13,7 +13,6 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 
 from hugind import __version__
-from hugind.api.access import access_log
 from hugind.api.auth import KeyChecker, auth_guard
 from hugind.api.chat import chat_completions
 from hugind.api.completions import completions
@@ -21,11 +20,9 @@ from hugind.api.disconnect import cancel_on_disconnect
 from hugind.api.draining import track_in_flight
 from hugind.api.embeddings import embeddings
 from hugind.api.handlers import to_openai_error
-from hugind.api.health import health, health_live, health_ready
+from hugind.api.health import health
 from hugind.api.models import get_model, list_models
 from hugind.api.openapi import openapi_json
-from hugind.api.prometheus import metrics
-from hugind.api.request_id import request_ids
 from hugind.api.runtime import Runtime
 from hugind.api.sessions import delete_session, get_session, list_sessions, session_stats
 from hugind.api.tokenize import detokenize, render_chat, tokenize
@@ -35,8 +32,7 @@ from hugind.engine.interface import Engine
 log = logging.getLogger(__name__)
 
 NATIVE_HANDLERS = [
-    health, health_live, health_ready, metrics,
-    list_models, get_model, chat_completions, completions, embeddings, tokenize,
+    health, list_models, get_model, chat_completions, completions, embeddings, tokenize,
     detokenize, render_chat, list_sessions, session_stats, get_session, delete_session,
     openapi_json,
 ]
@@ -97,9 +93,6 @@ def create_app(config: Config, *, engine: Engine | None = None,
         openapi_config=None,
         logging_config=None,
     )
-    # Litestar runs app middleware for matched routes only: wrap its whole handler so 404s,
-    # 405s and CORS preflights get a request id and an access line too.
-    app.asgi_handler = request_ids(access_log(app.asgi_handler))
     app.state.runtime = runtime
     app.state.key_checker = KeyChecker([k for k, _ in config.server.client_keys()])
     app.state.config = config

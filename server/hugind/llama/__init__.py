@@ -14,6 +14,7 @@ from hugind.llama.backend import (
 )
 from hugind.llama.context import GenerationContext, ModelLoadError, ModelParams
 from hugind.llama.embedder import Embedder
+from hugind.llama.log import route_llama_log
 from hugind.llama.sampler import Sampler, SamplerSpec
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "SamplerSpec",
     "backend_info",
     "build_warnings",
+    "route_llama_log",
     "use_batch_invariant_kernels",
 ]

@@ -26,6 +26,7 @@ import anyio
 import httpx
 
 from hugind.errors import OpenAIError, OverloadedError, UpstreamError, UpstreamTimeoutError
+from hugind.metrics import PROVIDER_FAILOVERS, PROVIDER_REQUESTS
 from hugind.providers.activity import ActivityLog
 from hugind.providers.client import ForwardRequest, Provider, rename_model
 from hugind.providers.headers import client_response_headers, retry_after_s
@@ -170,6 +171,7 @@ class Failover:
                 await self._backoff(provider, transient)
             attempts += 1
             outcome = await self._attempt(provider, state, request, body)
+            PROVIDER_REQUESTS.labels(provider.name, _status_label(outcome)).inc()
             if isinstance(outcome, UpstreamResponse):
                 if failures:
                     self._record_failover(provider, state, failures)
@@ -333,6 +335,8 @@ class Failover:
         self, provider: Provider, state: KeyState, failures: list[Failure]
     ) -> None:
         n = len([f for f in failures if f.attempted])
+        for name in dict.fromkeys(f.provider for f in failures if f.attempted):
+            PROVIDER_FAILOVERS.labels(name).inc()
         self._activity.record(
             "failover", provider.name,
             f"Request served by '{provider.name}' with key {state.fingerprint} after "
@@ -371,6 +375,13 @@ class Failover:
         if attempted and all(f.timed_out for f in attempted):
             return UpstreamTimeoutError(message, headers=headers)
         return UpstreamError(message, headers=headers)
+
+
+def _status_label(outcome: UpstreamResponse | Failure) -> str:
+    """An attempt's HTTP status, or ``timeout`` / ``error`` when none came back."""
+    if outcome.status is not None:
+        return str(outcome.status)
+    return "timeout" if isinstance(outcome, Failure) and outcome.timed_out else "error"
 
 
 def _phase(exc: httpx.TimeoutException) -> str:

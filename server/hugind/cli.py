@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hugind import __version__
 from hugind.config import DEFAULT_CONFIG, Config, ConfigError, load_config
-from hugind.modelstore import describe_source, expected_path
+from hugind.modelstore import ModelSourceError, describe_source, expected_path, resolve
 
 EXIT_CONFIG = 2
 
@@ -25,10 +25,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="override server.host")
     serve.add_argument("--port", type=int, help="override server.port")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--insecure", action="store_true",
+                       help="serve a non-loopback host even without API keys (an open API)")
     check = sub.add_parser("check", help="validate a config and print the resolved models")
     check.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
     models = sub.add_parser("models", help="list the configured models and their files")
     models.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    pull = sub.add_parser("pull", help="download every hf: model the config names, ahead of "
+                          "time (resumable)")
+    pull.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
     bench = sub.add_parser("bench", help="benchmark OpenAI-compatible servers (see bench/)",
                            add_help=False)
     bench.add_argument("args", nargs=argparse.REMAINDER)
@@ -48,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check(config, args.config)
     if args.command == "models":
         return _models(config, args.config)
+    if args.command == "pull":
+        return _pull(config, args.config)
     return _serve(config, args)
 
 
@@ -90,16 +97,39 @@ def _models(config: Config, path: str) -> int:
     return 0
 
 
+def _pull(config: Config, path: str) -> int:
+    """Fetch each ``hf:`` model into the store; an interrupted download resumes next time."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per HTTP request otherwise
+    models_dir = _models_dir(config, path)
+    failed = 0
+    for m in config.models:
+        if m.hf is None:
+            print(f"{m.id}: {describe_source(m)}, nothing to download")
+            continue
+        try:
+            where = resolve(m, models_dir)
+        except ModelSourceError as exc:
+            print(f"hugind: {m.id}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{m.id}: {where} ({where.stat().st_size / 1e6:.1f} MB)")
+    return 1 if failed else 0
+
+
 def _serve(config: Config, args: argparse.Namespace) -> int:
     from hugind.app import create_app
     from hugind.serve import serve
 
+    if (refusal := _open_bind_refusal(config, args)) is not None:
+        print(f"hugind: {refusal}", file=sys.stderr)
+        return EXIT_CONFIG
     level = (args.log_level or config.server.log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     try:
-        app = create_app(config)
+        app = create_app(config, config_path=Path(args.config))
     except ConfigError as exc:  # a key file that went away since the config was loaded
         print(f"hugind: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -116,3 +146,12 @@ def _bench(argv: list[str]) -> int:
               "repository root", file=sys.stderr)
         return EXIT_CONFIG
     return int(bench_main(argv))
+
+
+def _open_bind_refusal(config: Config, args: argparse.Namespace) -> str | None:
+    from hugind.exposure import open_bind_error
+
+    try:
+        return open_bind_error(args.host or config.server.host, config, insecure=args.insecure)
+    except ConfigError as exc:
+        return f"config error: {exc}"

@@ -7,8 +7,14 @@ bar) into the local model store, so a second start finds the file and downloads 
 from __future__ import annotations
 
 import importlib
+import io
 import logging
+import sys
+import time
 from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
 
 from hugind.config import ModelConfig
 
@@ -17,6 +23,36 @@ log = logging.getLogger(__name__)
 
 class ModelSourceError(Exception):
     """A model file could not be found or fetched; the message says which and why."""
+
+
+class LoggedProgress(tqdm):  # type: ignore[type-arg]
+    """huggingface-hub's progress bar when stderr is not a terminal: a log line every 10%
+    or 10 s instead of a bar redrawn with carriage returns."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["file"] = io.StringIO()
+        self._logged_pct = -10
+        self._logged_at = 0.0
+        super().__init__(*args, **kwargs)
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        total = self.total or 0
+        pct = int(100 * self.n / total) if total else 0
+        now = time.monotonic()
+        if pct >= self._logged_pct + 10 or now - self._logged_at >= 10 or (
+                total and self.n >= total and self._logged_pct < 100):
+            self._logged_pct, self._logged_at = pct, now
+            name = (self.desc or "file").rsplit("/", 1)[-1]
+            log.info("downloading %s: %d%% (%s of %s)", name, pct, _size(self.n), _size(total))
+        return True
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.2f} GB"
 
 
 def describe_source(model: ModelConfig) -> str:
@@ -66,7 +102,7 @@ def _from_hf(model: ModelConfig, models_dir: Path) -> Path:
     try:
         return Path(hf_hub_download(
             repo_id=model.hf.repo, filename=model.hf.file, revision=model.hf.revision,
-            local_dir=target,
+            local_dir=target, tqdm_class=None if sys.stderr.isatty() else LoggedProgress,
         ))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError,
             *transport_errors) as exc:

@@ -315,3 +315,41 @@ def test_connection_lost_for_good_is_model_source_error(hub: FakeHub, tmp_path: 
     assert len(hub.seen("GET")) > 1
     assert not (models_dir / "acme--tiny" / FILE).exists()
     assert not list((models_dir / "acme--tiny").glob("**/*.incomplete"))
+
+
+def run_pull(hub: FakeHub, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``hugind pull`` on a config naming the fake Hub's file, stderr not a terminal."""
+    cfg = tmp_path / "pull.yaml"
+    cfg.write_text(json.dumps({"models": [
+        {"id": "tiny", "hf": {"repo": REPO, "file": FILE}},
+        {"id": "local", "path": str(tmp_path / "local.gguf")}]}))
+    return subprocess.run([sys.executable, "-m", "hugind", "pull", str(cfg)],
+                          env=child_env(hub, tmp_path), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=SUBPROCESS_TIMEOUT_S, check=False)
+
+
+def test_pull_downloads_ahead_with_progress_lines_and_resumes(hub: FakeHub,
+                                                               tmp_path: Path) -> None:
+    hub.drop_gets = 1  # the first attempt breaks off: the download is retried and completes
+    first = run_pull(hub, tmp_path)
+    assert first.returncode == 0, first.stderr
+    target = tmp_path / "models" / "acme--tiny" / FILE
+    assert target.read_bytes() == PAYLOAD
+    assert f"tiny: {target}" in first.stdout
+    assert "local: path" in first.stdout and "nothing to download" in first.stdout
+    # Not a terminal: progress arrives as log lines, not a bar redrawn with \r.
+    assert "\r" not in first.stderr
+    assert re.search(rf"downloading {re.escape(FILE)}: 100%", first.stderr), first.stderr
+    assert len(hub.seen("GET")) == 2
+    second = run_pull(hub, tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert len(hub.seen("GET")) == 2, "a second pull downloaded the file again"
+    assert "100%" not in second.stderr
+
+
+def test_pull_of_a_missing_file_fails_with_one_line(hub: FakeHub, tmp_path: Path) -> None:
+    hub.files.clear()
+    run = run_pull(hub, tmp_path)
+    assert run.returncode == 1
+    assert f"hugind: tiny: could not download hf {REPO}/{FILE}" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar
-from litestar.config.cors import CORSConfig
 
 from hugind import __version__
-from hugind.api.auth import KeyChecker, auth_guard
+from hugind.api.admin import ADMIN_HANDLERS
+from hugind.api.auth import auth_guard
 from hugind.api.chat import chat_completions
 from hugind.api.completions import completions
+from hugind.api.cors import cors_config
 from hugind.api.disconnect import cancel_on_disconnect
 from hugind.api.draining import track_in_flight
 from hugind.api.embeddings import embeddings
@@ -23,8 +24,11 @@ from hugind.api.handlers import to_openai_error
 from hugind.api.health import health
 from hugind.api.models import get_model, list_models
 from hugind.api.openapi import openapi_json
+from hugind.api.reload import install_sighup
 from hugind.api.runtime import Runtime
 from hugind.api.sessions import delete_session, get_session, list_sessions, session_stats
+from hugind.api.settings import Live, Settings
+from hugind.api.throttle import add_ratelimit_headers, rate_limit_guard
 from hugind.api.tokenize import detokenize, render_chat, tokenize
 from hugind.config import Config
 from hugind.engine.interface import Engine
@@ -34,15 +38,17 @@ log = logging.getLogger(__name__)
 NATIVE_HANDLERS = [
     health, list_models, get_model, chat_completions, completions, embeddings, tokenize,
     detokenize, render_chat, list_sessions, session_stats, get_session, delete_session,
-    openapi_json,
+    openapi_json, *ADMIN_HANDLERS,
 ]
 
 
 def create_app(config: Config, *, engine: Engine | None = None,
-               base_dir: Path | None = None) -> Litestar:
+               base_dir: Path | None = None, config_path: Path | None = None) -> Litestar:
     """Build the app. Without ``engine`` a ``LocalEngine`` for ``config.models`` is made and
-    started with the app (models load on their worker threads; /health says when ready)."""
+    started with the app (models load on their worker threads; /health says when ready).
+    With ``config_path``, SIGHUP re-reads that file (keys, limits, providers)."""
     owned = engine is None
+    live = Live(Settings.from_config(config), base_dir or Path.cwd())
     if engine is None:
         from hugind.engine.local import LocalEngine
 
@@ -52,14 +58,17 @@ def create_app(config: Config, *, engine: Engine | None = None,
     provider_router = None
     if config.providers:
         from hugind.api.forward import forward_route_handlers, forward_to_provider
+        from hugind.api.provider_swap import LiveRouter
         from hugind.providers import ProviderRouter
 
         # Local names come from the engine (an injected one may serve other models than the
         # config lists); a local name is never forwarded nor listed as remote.
         local_names = {n for m in engine.models() for n in (m.id, *m.aliases)}
-        provider_router = ProviderRouter(
-            list(config.providers), local_names | {n for m in config.models for n in m.names})
-        router = provider_router
+        local_names |= {n for m in config.models for n in m.names}
+        # Through a LiveRouter, so a SIGHUP can swap providers under running relays.
+        router = provider_router = LiveRouter(ProviderRouter(list(config.providers), local_names),
+                                              local_names)
+        live.providers = router
 
         async def forward(request: Any, model: str) -> Any:
             return await forward_to_provider(request, router, await request.body(), model)
@@ -72,28 +81,30 @@ def create_app(config: Config, *, engine: Engine | None = None,
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if owned:
             engine.start()  # type: ignore[attr-defined]
+        remove_sighup = install_sighup(live, config_path) if config_path is not None else None
         try:
             yield
         finally:
+            if remove_sighup is not None:
+                remove_sighup()
             if provider_router is not None:
                 await provider_router.aclose()
             if owned:
                 await asyncio.to_thread(engine.close)
 
-    cors = CORSConfig(allow_origins=list(config.server.cors_origins)) \
-        if config.server.cors_origins else None
     app = Litestar(
         route_handlers=handlers,
         exception_handlers={Exception: to_openai_error},
-        guards=[auth_guard],
+        guards=[auth_guard, rate_limit_guard],
+        before_send=[add_ratelimit_headers],
         middleware=[track_in_flight, cancel_on_disconnect],
-        cors_config=cors,
+        cors_config=cors_config(list(config.server.cors_origins)),
         request_max_body_size=config.server.max_body_bytes,
         lifespan=[lifespan],
         openapi_config=None,
         logging_config=None,
     )
     app.state.runtime = runtime
-    app.state.key_checker = KeyChecker([k for k, _ in config.server.client_keys()])
+    app.state.live = live
     app.state.config = config
     return app

@@ -43,13 +43,20 @@ class Base(Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
 
 
 class RateLimitConfig(Base):
-    """Per-API-key limits (``server.rate_limits``, or one key's ``rate_limits`` override)."""
+    """Per-API-key limits (``server.rate_limits``, or one key's ``rate_limits`` override).
+
+    Each key (and, without keys, the one anonymous tenant) has its own windows. In a key's
+    override a field left unset takes the ``server.rate_limits`` value; unset everywhere means
+    no limit (``max_wait_s``: 0, answer 429 at once).
+    """
 
     requests_per_minute: PositiveInt | None = None
+    # Prompt + completion tokens, counted once an answer is done; a request is refused while
+    # its key's window is spent (one request may overshoot it, as at OpenAI).
     tokens_per_minute: PositiveInt | None = None
     # Over a limit: wait for the window up to this long instead of answering 429 at once.
-    max_wait_s: Annotated[float, Meta(ge=0, le=600)] = 0.0
-    # Sequences one key may have queued or running on one model at a time.
+    max_wait_s: Annotated[float, Meta(ge=0, le=600)] | None = None
+    # Sequences one key may have queued or running at once (a request's n choices count n).
     max_concurrent: PositiveInt | None = None
 
 
@@ -67,10 +74,18 @@ DEFAULT_CORS_ORIGINS = ["http://localhost:*", "http://127.0.0.1:*"]
 class ServerConfig(Base):
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8080
+    # Client keys; empty (and no files): no auth, and `hugind serve` binds loopback only
+    # unless --insecure. SIGHUP re-reads keys, admin keys, limits and providers.
     api_keys: list[str | ApiKeyConfig] = []
     api_key_files: list[str] = []  # one key per line; Docker secrets, Kubernetes Secrets
+    # Keys for /admin/*, /metrics and /v1/sessions/stats; never valid as client keys (nor the
+    # reverse). With neither client nor admin keys (a loopback dev box) admin is open to all;
+    # with client keys but no admin keys, admin endpoints answer 403 until these are set.
     admin_keys: list[str] = []
     admin_key_files: list[str] = []
+    # Browser origins besides the local defaults (http://localhost:* and http://127.0.0.1:*,
+    # any port or none), as Ollama's OLLAMA_ORIGINS: exact origins, `scheme://host:*` for any
+    # port, or ["*"] for all.
     cors_origins: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
     max_body_bytes: Annotated[int, Meta(ge=1024)] = 10 * 1024 * 1024
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,60 +1,61 @@
-"""API keys -> tenant identity. Keys are compared in constant time and never logged."""
+"""API keys -> tenant identity; admin keys -> the admin endpoints.
+
+Keys are compared in constant time and never logged. Client keys and admin keys are separate
+sets: an admin key is no client key and a client key opens no admin endpoint. A handler marks
+itself with ``opt={"public": True}`` (no key), ``opt={"admin": True}`` (an admin key), and
+``opt={"admin": True, "open_when": "metrics_public"}`` (public while that ``server`` flag is on).
+"""
 
 from __future__ import annotations
-
-import hashlib
-import hmac
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from hugind.errors import AuthenticationError
+from hugind.api.keys import ANONYMOUS, KeyChecker, missing_key, presented_key, tenant_of
+from hugind.api.settings import Live, Settings
+from hugind.errors import AuthenticationError, PermissionDeniedError
 
-ANONYMOUS = "anonymous"
-
-
-def tenant_of(key: str) -> str:
-    """A stable, non-reversible identity for an API key."""
-    return "k-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+__all__ = ["ANONYMOUS", "KeyChecker", "auth_guard", "check_admin", "tenant", "tenant_of"]
 
 
-class KeyChecker:
-    def __init__(self, keys: list[str]) -> None:
-        self._keys = [k.encode() for k in keys]
+def check_admin(settings: Settings, presented: str | None) -> None:
+    """Raise unless ``presented`` opens the admin endpoints under ``settings``.
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._keys)
-
-    def tenant(self, authorization: str | None, x_api_key: str | None = None) -> str:
-        if not self._keys:
-            return ANONYMOUS
-        presented = None
-        if authorization:
-            scheme, _, value = authorization.partition(" ")
-            if scheme.lower() == "bearer" and value.strip():
-                presented = value.strip()
-        if presented is None and x_api_key:
-            presented = x_api_key.strip()
-        if presented is None:
-            raise AuthenticationError(
-                "Missing API key: send it as 'Authorization: Bearer YOUR_KEY'",
-                code="missing_api_key")
-        candidate = presented.encode()
-        matched = False
-        for key in self._keys:  # no early exit: timing does not tell which key matched
-            matched |= hmac.compare_digest(candidate, key)
-        if not matched:
-            raise AuthenticationError("Incorrect API key provided")
-        return tenant_of(presented)
+    Neither client nor admin keys configured (a loopback dev box): open to anyone. Client keys
+    but no admin keys: closed (403) until ``server.admin_keys`` is set, so adding client keys
+    never leaves admin open by accident.
+    """
+    if not settings.admins.enabled and not settings.clients.enabled:
+        return
+    if presented is None:
+        raise missing_key()
+    if settings.admins.matches(presented):
+        return
+    if settings.clients.matches(presented):
+        if not settings.admins.enabled:
+            raise PermissionDeniedError("Admin endpoints are off: set server.admin_keys (or "
+                                        "server.admin_key_files) to use them",
+                                        code="admin_keys_not_set")
+        raise PermissionDeniedError("This endpoint needs an admin key (server.admin_keys); "
+                                    "client keys cannot use it", code="admin_key_required")
+    raise AuthenticationError("Incorrect API key provided")
 
 
 def auth_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-    if handler.opt.get("public"):
+    opt = handler.opt
+    if opt.get("public"):
         return
-    checker: KeyChecker = connection.app.state.key_checker
-    connection.state.tenant = checker.tenant(connection.headers.get("authorization"),
-                                             connection.headers.get("x-api-key"))
+    settings = Live.of(connection).settings
+    if opt.get("admin"):
+        flag = opt.get("open_when")
+        if flag and getattr(settings.config.server, flag, False) is True:
+            return
+        check_admin(settings, presented_key(connection.headers.get("authorization"),
+                                            connection.headers.get("x-api-key")))
+        connection.state.admin = True
+        return
+    connection.state.tenant = settings.clients.tenant(connection.headers.get("authorization"),
+                                                      connection.headers.get("x-api-key"))
 
 
 def tenant(connection: ASGIConnection) -> str:

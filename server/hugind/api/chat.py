@@ -25,6 +25,7 @@ from hugind.api.generation import (
 from hugind.api.protocol import ChatCompletionRequest, Message, decode_body
 from hugind.api.runtime import Runtime, json_response
 from hugind.api.streaming import sse_response
+from hugind.api.throttle import submit
 from hugind.api.tools import ToolPlan, plan_tools
 from hugind.engine.types import GenerationRequest, TokenLogprob
 from hugind.errors import InvalidRequestError
@@ -124,7 +125,7 @@ async def chat_completions(request: Request) -> Response[bytes] | Stream:
         top_logprobs=(req.top_logprobs or 0) if req.logprobs else None,
         ignore_eos=req.ignore_eos, use_cache=req.cache_prompt,
     ) for i in range(req.n)]
-    streams = await rt.engine.submit_many(gen)
+    streams = await submit(request, rt.engine, gen)  # the key's max_concurrent, tokens
     ident, created = new_id("chatcmpl"), now()
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)

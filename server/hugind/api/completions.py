@@ -24,6 +24,7 @@ from hugind.api.generation import (
 from hugind.api.protocol import CompletionRequest, decode_body
 from hugind.api.runtime import Runtime, json_response
 from hugind.api.streaming import sse_response
+from hugind.api.throttle import submit
 from hugind.engine.interface import Engine
 from hugind.engine.types import FimTokens, GenerationRequest, TokenLogprob
 from hugind.errors import InvalidRequestError
@@ -170,7 +171,7 @@ async def completions(request: Request) -> Response[bytes] | Stream:
                 session=session if (p, i) == (0, 0) else None,
                 top_logprobs=top, ignore_eos=req.ignore_eos, use_cache=req.cache_prompt,
                 prompt_logprobs=prompt_top))
-    streams = await rt.engine.submit_many(gens)
+    streams = await submit(request, rt.engine, gens)  # the key's max_concurrent, tokens
     ident, created = new_id("cmpl"), now()
     echo = texts if req.echo else None
     if req.stream:

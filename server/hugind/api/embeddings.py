@@ -11,6 +11,7 @@ from litestar import Request, Response, post
 from hugind.api.completions import _is_token_list
 from hugind.api.protocol import EmbeddingRequest, decode_body
 from hugind.api.runtime import Runtime, json_response
+from hugind.api.throttle import record_tokens
 from hugind.engine.interface import Engine
 from hugind.errors import ContextLengthError, InvalidRequestError
 
@@ -82,5 +83,6 @@ async def embeddings(request: Request) -> Response[bytes]:
         data.append({"object": "embedding", "index": i,
                      "embedding": _encode(vec, req.encoding_format)})
     n = sum(len(t) for t in inputs)
+    await record_tokens(request, n)
     return json_response({"object": "list", "data": data, "model": req.model,
                           "usage": {"prompt_tokens": n, "total_tokens": n}})

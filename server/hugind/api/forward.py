@@ -20,6 +20,7 @@ from litestar.background_tasks import BackgroundTask
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
+from hugind.api.provider_swap import LiveRouter
 from hugind.errors import NotFoundError, OpenAIError
 from hugind.providers import (
     ProviderRouter,
@@ -33,9 +34,11 @@ logger = logging.getLogger("hugind.api.forward")
 FORWARD_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 #: Status logged (nginx's convention) when the client left before the upstream answered.
 CLIENT_CLOSED_REQUEST = 499
+#: The app relays through the reloadable :class:`LiveRouter`; tests may pass a bare router.
+Router = ProviderRouter | LiveRouter
 
 
-def forward_route_handlers(router: ProviderRouter) -> list[HTTPRouteHandler]:
+def forward_route_handlers(router: Router) -> list[HTTPRouteHandler]:
     """Route handlers for ``/v1/{path}``, bare OpenAI paths and ``GET /admin/providers``."""
 
     @route("/v1/{path:path}", http_method=FORWARD_METHODS, include_in_schema=False,
@@ -53,7 +56,7 @@ def forward_route_handlers(router: ProviderRouter) -> list[HTTPRouteHandler]:
                                 code="unknown_url")
         return await _forward_raw(request, router)
 
-    @get("/admin/providers", name="admin_providers")
+    @get("/admin/providers", name="admin_providers", opt={"admin": True})
     async def admin_providers(
         limit: int | None = None, provider: str | None = None
     ) -> dict[str, Any]:
@@ -68,7 +71,7 @@ def forward_route_handlers(router: ProviderRouter) -> list[HTTPRouteHandler]:
 
 
 async def forward_to_provider(
-    request: Request[Any, Any, Any], router: ProviderRouter, body: bytes, model: str,
+    request: Request[Any, Any, Any], router: Router, body: bytes, model: str,
 ) -> Response[Any]:
     """Relay a native endpoint's request for a non-local ``model`` to its provider.
 
@@ -87,14 +90,14 @@ async def forward_to_provider(
     return await _relay(request, router, body, model)
 
 
-async def _forward_raw(request: Request[Any, Any, Any], router: ProviderRouter) -> Response[Any]:
+async def _forward_raw(request: Request[Any, Any, Any], router: Router) -> Response[Any]:
     body = await request.body()
     model = model_from_body(body, request.headers.get("content-type", ""))
     return await _relay(request, router, body, model)
 
 
 async def _relay(
-    request: Request[Any, Any, Any], router: ProviderRouter, body: bytes, model: str | None,
+    request: Request[Any, Any, Any], router: Router, body: bytes, model: str | None,
 ) -> Response[Any]:
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
     query = request.scope.get("query_string", b"").decode("latin-1")

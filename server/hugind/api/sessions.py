@@ -21,9 +21,9 @@ async def list_sessions(request: Request) -> Response[bytes]:
     return json_response({"object": "list", "data": [{"object": "session", **r} for r in rows]})
 
 
-@get(["/v1/sessions/stats", "/sessions/stats"])
+@get(["/v1/sessions/stats", "/sessions/stats"], opt={"admin": True})
 async def session_stats(request: Request) -> Response[bytes]:
-    """Engine counters per model."""
+    """Engine counters per model (admin keys only: they span every tenant)."""
     return json_response(Runtime.of(request).engine.stats())
 
 

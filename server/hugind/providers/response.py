@@ -42,6 +42,7 @@ class UpstreamResponse:
         self._closer = closer
         self._on_stream_error = on_stream_error
         self._closed = False
+        self._close_callbacks: list[Callable[[], None]] = []
 
     @property
     def media_type(self) -> str | None:
@@ -80,7 +81,18 @@ class UpstreamResponse:
         if self._closed:
             return
         self._closed = True
-        await self._closer()
+        try:
+            await self._closer()
+        finally:
+            for callback in self._close_callbacks:
+                callback()
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the upstream connection is closed."""
+        if self._closed:
+            callback()
+        else:
+            self._close_callbacks.append(callback)
 
 
 def mid_stream_error(provider: str, exc: httpx.HTTPError) -> OpenAIError:

@@ -171,6 +171,9 @@ class Lifecycle:
             now = time.time()
             for h in self._handles:
                 ttl = h.cfg.ttl_s
+                if h.busy() > 0:
+                    h.touch()  # idle time counts from the end of the last request
+                    continue
                 if (ttl > 0 and h.state == "ready" and h.busy() == 0
                         and now - (h.last_used or now) >= ttl):
                     log.info("model %s idle for %d s (ttl_s): unloading", h.cfg.id, ttl)

@@ -12,6 +12,7 @@ from typing import Any
 from litestar import Litestar
 
 from hugind import __version__
+from hugind.api.access import access_log
 from hugind.api.admin import ADMIN_HANDLERS
 from hugind.api.auth import auth_guard
 from hugind.api.chat import chat_completions
@@ -21,10 +22,12 @@ from hugind.api.disconnect import cancel_on_disconnect
 from hugind.api.draining import track_in_flight
 from hugind.api.embeddings import embeddings
 from hugind.api.handlers import to_openai_error
-from hugind.api.health import health
+from hugind.api.health import health, health_live, health_ready
 from hugind.api.models import get_model, list_models
 from hugind.api.openapi import openapi_json
+from hugind.api.prometheus import metrics
 from hugind.api.reload import install_sighup
+from hugind.api.request_id import request_ids
 from hugind.api.runtime import Runtime
 from hugind.api.sessions import delete_session, get_session, list_sessions, session_stats
 from hugind.api.settings import Live, Settings
@@ -36,7 +39,8 @@ from hugind.engine.interface import Engine
 log = logging.getLogger(__name__)
 
 NATIVE_HANDLERS = [
-    health, list_models, get_model, chat_completions, completions, embeddings, tokenize,
+    health, health_live, health_ready, metrics,
+    list_models, get_model, chat_completions, completions, embeddings, tokenize,
     detokenize, render_chat, list_sessions, session_stats, get_session, delete_session,
     openapi_json, *ADMIN_HANDLERS,
 ]
@@ -104,6 +108,9 @@ def create_app(config: Config, *, engine: Engine | None = None,
         openapi_config=None,
         logging_config=None,
     )
+    # Litestar runs app middleware for matched routes only: wrap its whole handler so 404s,
+    # 405s and CORS preflights get a request id and an access line too.
+    app.asgi_handler = request_ids(access_log(app.asgi_handler))
     app.state.runtime = runtime
     app.state.live = live
     app.state.config = config

@@ -103,3 +103,14 @@ def test_document_is_built_once() -> None:
         assert client.get("/openapi.json").content is not None
         app.state["openapi_doc"] = b'{"cached": true}'
         assert client.get("/openapi.json").json() == {"cached": True}
+
+
+def test_admin_routes_ask_for_an_admin_key_and_metrics_are_text() -> None:
+    with TestClient(make_app(server={"api_keys": ["k-1"], "admin_keys": ["a-1"]})) as client:
+        doc = client.get("/openapi.json").json()
+    for path in ("/admin/models", "/admin/system", "/metrics", "/v1/sessions/stats"):
+        assert doc["paths"][path]["get"]["security"] == [{"admin": []}], path
+    assert doc["paths"]["/admin/models/{model_id}/load"]["post"]["security"] == [{"admin": []}]
+    metrics = doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain; version=0.0.4; charset=utf-8"]
+    assert doc["paths"]["/health/ready"]["get"]["security"] == []

@@ -105,3 +105,15 @@ def test_tool_call_answers_decode(stream: bool, legacy: bool) -> None:
         reasons = [msgspec.json.decode(r.content, type=res.ChatCompletion)
                    .choices[0].finish_reason]
     assert reasons[-1] == ("function_call" if legacy else "tool_calls")
+
+
+def test_probe_and_admin_answers_decode() -> None:
+    config = parse_config({"server": {"admin_keys": ["adm-1"]}})
+    admin = {"Authorization": "Bearer adm-1"}
+    with TestClient(create_app(config, engine=SessionEngine())) as client:
+        for path in ("/health/live", "/health/ready"):
+            msgspec.json.decode(client.get(path).content, type=res.Probe)
+        r = client.get("/admin/models", headers=admin)
+        assert r.status_code == 200
+        listed = msgspec.json.decode(r.content, type=res.AdminModelList)
+    assert {m.id for m in listed.data} == {"fake", "fake-embed"}

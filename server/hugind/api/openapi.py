@@ -91,6 +91,8 @@ def _operation(route: HTTPRoute, handler: HTTPRouteHandler, method: str) -> dict
             "application/json": {"schema": _schema_ref(op.request)}}}
     if handler.opt.get("public"):
         out["security"] = []
+    elif handler.opt.get("admin"):
+        out["security"] = [{"admin": []}]
     return out
 
 
@@ -116,8 +118,9 @@ def build_openapi(app: Litestar) -> dict[str, Any]:
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": schemas, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
-                       "description": "a key from server.api_keys (admin routes: "
-                                      "server.admin_keys)"},
+                       "description": "a key from server.api_keys"},
+            "admin": {"type": "http", "scheme": "bearer",
+                      "description": "a key from server.admin_keys"},
             "x-api-key": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
         "security": _SECURITY,
     }

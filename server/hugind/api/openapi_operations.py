@@ -52,6 +52,16 @@ OPERATIONS: dict[str, Operation] = {
     "session_stats": Operation(answer="engine counters per model", tag="admin"),
     "health": Operation(response=res.Health, answer="ready (503 while loading, with the same "
                                                     "body)"),
+    "health_live": Operation(response=res.Probe, answer="the process serves HTTP"),
+    "health_ready": Operation(response=res.Probe, answer="every preloaded model is ready (503 "
+                                                         "with Retry-After otherwise)"),
+    "metrics": Operation(response=str, media_type=_TEXT, tag="admin",
+                         answer="Prometheus text format"),
+    "admin_models": Operation(response=res.AdminModelList),
+    "admin_load": Operation(response=res.AdminModel, answer="the model, once loaded"),
+    "admin_unload": Operation(response=res.AdminModel, answer="the model, once unloaded"),
+    "admin_system": Operation(answer="uptime, CPU, memory, disk of the models and sessions "
+                                     "folders, GPU memory"),
     "admin_providers": Operation(answer="providers, key states by fingerprint, failover "
                                         "activity", tag="admin"),
     "openapi_json": Operation(answer="this OpenAPI 3.1 document", tag="meta"),

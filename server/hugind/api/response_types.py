@@ -279,8 +279,33 @@ class ModelState(Struct, kw_only=True):
 
 
 class Health(Struct, kw_only=True):
+    status: str  # ok | loading | restarting | failed
+    models: list[ModelState]
+
+
+class Probe(Wire, kw_only=True):
+    """/health/live and /health/ready."""
+
     status: str  # ok | loading | restarting | failed | draining
-    models: list[ModelState] | UnsetType = UNSET
+
+
+class AdminModel(Wire, kw_only=True):
+    id: str
+    object: Literal["model"]
+    aliases: list[str]
+    kind: str
+    state: str
+    preload: bool
+    size_bytes: int
+    loaded_since: float | None  # unix time
+    last_used: float | None
+    load_seconds: float | None
+    error: str | None  # names no server path
+
+
+class AdminModelList(Wire, kw_only=True):
+    object: Literal["list"]
+    data: list[AdminModel]
 
 
 #: Schemas for answers whose shape is a free-form object (counters, admin views).

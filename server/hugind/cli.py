@@ -119,13 +119,14 @@ def _pull(config: Config, path: str) -> int:
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
     from hugind.app import create_app
+    from hugind.logs import setup_logging
     from hugind.serve import serve
 
     if (refusal := _open_bind_refusal(config, args)) is not None:
         print(f"hugind: {refusal}", file=sys.stderr)
         return EXIT_CONFIG
     level = (args.log_level or config.server.log_level).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(level, config.server.log_format)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     try:

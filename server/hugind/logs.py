@@ -15,9 +15,10 @@ from typing import Any, TextIO
 
 from hugind.api.request_id import current_request_id
 
-#: Attributes every LogRecord has; anything else on a record came in through ``extra``.
+#: Attributes every LogRecord has; anything else on a record came in through ``extra``
+#: (uvicorn's ``color_message`` repeats ``msg`` with terminal colours).
 _STANDARD = {*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime",
-             "taskName"}
+             "taskName", "color_message"}
 _UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 

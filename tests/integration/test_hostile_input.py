@@ -26,7 +26,7 @@ def post(server: HugindProcess, path: str, body: object = None, *, content: byte
 def assert_error(r: httpx.Response, status: int, param: str | None) -> None:
     assert r.status_code == status, r.text[:300]
     err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
+    assert set(err) == {"message", "type", "param", "code", "request_id"}
     assert err["param"] == param
 
 

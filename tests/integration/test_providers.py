@@ -265,7 +265,7 @@ def test_all_keys_failing_gives_502_in_openai_shape(upstream) -> None:
         response = client.post("/v1/chat/completions", json=chat_body())
     assert response.status_code == 502
     error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"}
+    assert set(error) == {"message", "type", "param", "code", "request_id"}
     assert error["type"] == "upstream_error"
     assert "'openai'" in error["message"]
     assert "HTTP 401" in error["message"] and "HTTP 500" in error["message"]
@@ -509,7 +509,7 @@ def test_dot_segments_are_a_400_and_never_reach_the_upstream(upstream, target: s
         status, _, body = raw_request(base, "POST", target, b'{"model": "gpt-4o"}')
     assert status == 400, (target, body)
     error = json.loads(body)["error"]
-    assert set(error) == {"message", "type", "param", "code"}
+    assert set(error) == {"message", "type", "param", "code", "request_id"}
     assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_path")
     assert fake.requests == []
 
@@ -568,7 +568,7 @@ def test_breaker_trips_answers_a_fast_503_then_a_trial_closes_it(upstream) -> No
         assert fast.status_code == 503
         assert fast.headers["retry-after"] == "1"
         error = fast.json()["error"]
-        assert set(error) == {"message", "type", "param", "code"}
+        assert set(error) == {"message", "type", "param", "code", "request_id"}
         assert error["code"] == "provider_unavailable"
         assert len(fake.requests) == 3  # nothing sent while tripped
         assert client.get("/admin/providers").json()["providers"][0]["breaker"]["state"] == "open"

@@ -88,7 +88,7 @@ def test_error_table(path: str, body: object, status: int, etype: str, param: st
         r = client.post(path, content=content, headers={"content-type": "application/json"})
         assert r.status_code == status, r.text
         err = r.json()["error"]
-        assert set(err) == {"message", "type", "param", "code"}
+        assert set(err) == {"message", "type", "param", "code", "request_id"}
         assert err["type"] == etype
         assert err["param"] == param
         assert err["message"]
@@ -228,4 +228,4 @@ def test_any_json_gets_200_or_openai_4xx(body: dict[str, object], path: str) -> 
         assert r.status_code < 500, r.text
         if r.status_code != 200:
             err = r.json()["error"]
-            assert set(err) == {"message", "type", "param", "code"}
+            assert set(err) == {"message", "type", "param", "code", "request_id"}

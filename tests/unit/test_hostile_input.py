@@ -172,7 +172,7 @@ def test_hostile_request(path: str, body: object, status: int, param: str | None
     assert r.status_code == status, r.text[:500]
     if status != 200:
         err = r.json()["error"]
-        assert set(err) == {"message", "type", "param", "code"}
+        assert set(err) == {"message", "type", "param", "code", "request_id"}
         assert err["param"] == param, err
         assert err["message"] and len(err["message"]) < 2_000
 
@@ -203,7 +203,7 @@ def test_path_like_ids_in_urls_are_404(path: str) -> None:
     with make_client() as client:
         r = client.get(path)
     assert r.status_code == 404, r.text
-    assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+    assert set(r.json()["error"]) == {"message", "type", "param", "code", "request_id"}
 
 
 def test_tool_calls_reach_the_template_as_plain_objects() -> None:

@@ -8,11 +8,11 @@ route's path template (``other`` when nothing matched) and a configured model na
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
 
+import msgspec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from hugind.api.facts import RequestFacts
@@ -105,8 +105,7 @@ def access_fields(scope: Any, facts: RequestFacts, status: int, complete: bool,
 
 
 def _clip(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False,
-                                                           default=str)
+    text = value if isinstance(value, str) else msgspec.json.encode(value, enc_hook=str).decode()
     if len(text) <= MAX_LOGGED_CHARS:
         return text
     return f"{text[:MAX_LOGGED_CHARS]}... (+{len(text) - MAX_LOGGED_CHARS} chars)"

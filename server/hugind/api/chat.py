@@ -22,6 +22,7 @@ from hugind.api.generation import (
     stops,
     usage_dict,
 )
+from hugind.api.observe import local_facts, observed
 from hugind.api.protocol import ChatCompletionRequest, Message, decode_body
 from hugind.api.runtime import Runtime, json_response
 from hugind.api.streaming import sse_response
@@ -106,6 +107,7 @@ async def chat_completions(request: Request) -> Response[bytes] | Stream:
     req = decode_body(body, ChatCompletionRequest)
     if not await rt.local(req.model):
         return await rt.forward(request, req.model)
+    facts = local_facts(request, req.model, req.messages)
     if req.top_logprobs is not None and not req.logprobs:
         raise InvalidRequestError("'top_logprobs' requires 'logprobs': true", param="logprobs")
     if req.audio is not None or set(req.modalities or ["text"]) - {"text"}:
@@ -126,6 +128,7 @@ async def chat_completions(request: Request) -> Response[bytes] | Stream:
         ignore_eos=req.ignore_eos, use_cache=req.cache_prompt,
     ) for i in range(req.n)]
     streams = await submit(request, rt.engine, gen)  # the key's max_concurrent, tokens
+    streams = observed(streams, facts, len(prompt))
     ident, created = new_id("chatcmpl"), now()
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)

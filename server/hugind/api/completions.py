@@ -21,6 +21,7 @@ from hugind.api.generation import (
     stops,
     usage_dict,
 )
+from hugind.api.observe import local_facts, observed
 from hugind.api.protocol import CompletionRequest, decode_body
 from hugind.api.runtime import Runtime, json_response
 from hugind.api.streaming import sse_response
@@ -148,6 +149,7 @@ async def completions(request: Request) -> Response[bytes] | Stream:
     req = decode_body(body, CompletionRequest)
     if not await rt.local(req.model):
         return await rt.forward(request, req.model)
+    facts = local_facts(request, req.model, req.prompt)
     per_prompt = candidates(req)
     items = await _fim_items(rt, req) or await prompts(rt.engine, req.model, req.prompt)
     session = session_name(req, request.headers.get("x-session-id"))
@@ -172,6 +174,7 @@ async def completions(request: Request) -> Response[bytes] | Stream:
                 top_logprobs=top, ignore_eos=req.ignore_eos, use_cache=req.cache_prompt,
                 prompt_logprobs=prompt_top))
     streams = await submit(request, rt.engine, gens)  # the key's max_concurrent, tokens
+    streams = observed(streams, facts, n_prompt)
     ident, created = new_id("cmpl"), now()
     echo = texts if req.echo else None
     if req.stream:

@@ -9,6 +9,7 @@ import numpy as np
 from litestar import Request, Response, post
 
 from hugind.api.completions import _is_token_list
+from hugind.api.observe import local_facts
 from hugind.api.protocol import EmbeddingRequest, decode_body
 from hugind.api.runtime import Runtime, json_response
 from hugind.api.throttle import record_tokens
@@ -63,6 +64,7 @@ async def embeddings(request: Request) -> Response[bytes]:
     req = decode_body(body, EmbeddingRequest)
     if not await rt.local(req.model):
         return await rt.forward(request, req.model)
+    facts = local_facts(request, req.model, req.input)
     inputs = await _inputs(rt.engine, req.model, req.input)
     limit = rt.engine.embed_context(req.model)
     for i, toks in enumerate(inputs):
@@ -82,7 +84,7 @@ async def embeddings(request: Request) -> Response[bytes]:
             vec = vec / norm if norm > 0 else vec
         data.append({"object": "embedding", "index": i,
                      "embedding": _encode(vec, req.encoding_format)})
-    n = sum(len(t) for t in inputs)
+    n = facts.prompt_tokens = sum(len(t) for t in inputs)
     await record_tokens(request, n)
     return json_response({"object": "list", "data": data, "model": req.model,
                           "usage": {"prompt_tokens": n, "total_tokens": n}})

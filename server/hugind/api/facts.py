@@ -43,10 +43,9 @@ class RequestFacts:
         scope.setdefault("state", {})[_KEY] = facts
         return facts
 
-    def local(self, model: str, prompt: Any = None, n_prompt: int | None = None) -> None:
+    def local(self, model: str, prompt: Any = None) -> None:
         """A local model answers; ``prompt`` is kept only when prompts are logged."""
         self.model, self.where = model, "local"
-        self.prompt_tokens = n_prompt
         if self.log_prompts:
             self.prompt = prompt
 

@@ -20,6 +20,7 @@ from litestar.background_tasks import BackgroundTask
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import Stream
 
+from hugind.api.facts import RequestFacts
 from hugind.api.provider_swap import LiveRouter
 from hugind.errors import NotFoundError, OpenAIError
 from hugind.providers import (
@@ -99,6 +100,8 @@ async def _forward_raw(request: Request[Any, Any, Any], router: Router) -> Respo
 async def _relay(
     request: Request[Any, Any, Any], router: Router, body: bytes, model: str | None,
 ) -> Response[Any]:
+    configured = model is not None and any(m == model for m, _ in router.remote_models())
+    RequestFacts.of(request).remote(model, configured)  # a model label only if configured
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
     query = request.scope.get("query_string", b"").decode("latin-1")
     upstream = await _until_disconnect(

@@ -8,6 +8,7 @@ from http import HTTPStatus
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 
+from hugind.api.request_id import request_id_of, with_request_id
 from hugind.errors import (
     InternalError,
     InvalidRequestError,
@@ -50,11 +51,11 @@ def as_openai_error(request: Request, exc: Exception) -> OpenAIError:
     return InternalError("The server had an error while processing your request.")
 
 
-def error_response(err: OpenAIError) -> Response[bytes]:
+def error_response(err: OpenAIError, request_id: str | None = None) -> Response[bytes]:
     import msgspec
 
     return Response(
-        content=msgspec.json.encode(err.to_dict()),
+        content=msgspec.json.encode(with_request_id(err.to_dict(), request_id)),
         status_code=int(err.status),
         media_type=MediaType.JSON,
         headers=err.headers,
@@ -62,4 +63,4 @@ def error_response(err: OpenAIError) -> Response[bytes]:
 
 
 def to_openai_error(request: Request, exc: Exception) -> Response[bytes]:
-    return error_response(as_openai_error(request, exc))
+    return error_response(as_openai_error(request, exc), request_id_of(request.scope))

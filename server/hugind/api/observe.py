@@ -16,17 +16,19 @@ from hugind.engine.types import TokenEvent
 from hugind.metrics import GENERATION_TOKENS, INTER_TOKEN_LATENCY, TIME_TO_FIRST_TOKEN
 
 
-def local_facts(request: Any, model: str, prompt: Any = None,
-                n_prompt: int | None = None) -> RequestFacts:
-    """Note that a local model answers ``request``, under its configured id."""
+def local_facts(request: Any, model: str, prompt: Any = None) -> RequestFacts:
+    """Note that a local model answers ``request``, under its configured id; ``prompt`` is
+    kept for the access log only with ``server.log_prompts``."""
     info = Runtime.of(request).engine.resolve_model(model)
     facts = RequestFacts.of(request)
-    facts.local(info.id if info is not None else model, prompt, n_prompt)
+    facts.local(info.id if info is not None else model, prompt)
     return facts
 
 
 def observed(streams: list[AsyncIterator[TokenEvent]], facts: RequestFacts,
-             ) -> list[AsyncIterator[TokenEvent]]:
+             n_prompt: int) -> list[AsyncIterator[TokenEvent]]:
+    """``streams``, watched; ``n_prompt`` is the request's prompt tokens (all prompts)."""
+    facts.prompt_tokens = n_prompt
     if facts.log_prompts:
         facts.completions = [[] for _ in streams]
     return [_Observed(i, s, facts) for i, s in enumerate(streams)]

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from litestar.response import Stream
 
+from hugind.api.request_id import with_request_id
 from hugind.errors import InternalError, OpenAIError
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,11 @@ async def sse_frames(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[byt
         async for chunk in chunks:
             yield frame(chunk)
     except OpenAIError as exc:
-        yield frame(exc.to_dict())
+        yield frame(with_request_id(exc.to_dict()))
     except Exception:
         log.exception("error while streaming")
-        yield frame(InternalError("The server had an error while streaming.").to_dict())
+        yield frame(with_request_id(
+            InternalError("The server had an error while streaming.").to_dict()))
     yield DONE
 
 

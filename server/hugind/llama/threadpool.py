@@ -32,12 +32,25 @@ class ThreadpoolParams(ctypes.Structure):
     ]
 
 
+def _loaded_libraries() -> tuple[ctypes.CDLL, ctypes.CDLL, ctypes.CDLL]:
+    """ggml-base, ggml-cpu and llama as llama-cpp-python loaded them.
+
+    The wheel ships each library as copies (``libllama.so``, ``.so.0``, ``.so.0.5.0``), not
+    links; opening another file of the same library maps a second copy, with its own globals
+    (its log callback among them: llama.cpp lines then went raw to stderr). A symbol looked up
+    through llama-cpp-python's own handle resolves in the copies its dependencies loaded.
+    """
+    llama: ctypes.CDLL = llama_cpp.llama_cpp._lib
+    if hasattr(llama, "ggml_threadpool_new") and hasattr(llama, "ggml_threadpool_params_default"):
+        return llama, llama, llama
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"  # a platform that looks up one library
+    return (ctypes.CDLL(str(next(lib_dir.glob("libggml-base.*")))),
+            ctypes.CDLL(str(next(lib_dir.glob("libggml-cpu.*")))), llama)
+
+
 class _Api:
     def __init__(self) -> None:
-        lib_dir = Path(llama_cpp.__file__).parent / "lib"
-        base = ctypes.CDLL(str(next(lib_dir.glob("libggml-base.*"))))
-        cpu = ctypes.CDLL(str(next(lib_dir.glob("libggml-cpu.*"))))
-        llama = ctypes.CDLL(str(next(lib_dir.glob("libllama.*"))))
+        base, cpu, llama = _loaded_libraries()
         self.params_default = base.ggml_threadpool_params_default
         self.params_default.argtypes = [ctypes.c_int]
         self.params_default.restype = ThreadpoolParams

@@ -67,6 +67,9 @@ class ApiKeyConfig(Base):
     rate_limits: RateLimitConfig | None = None
 
 
+#: A browser origin as ``server.cors_origins`` takes it: no path, query or spaces.
+_ORIGIN_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:\[[0-9A-Fa-f:.]+\]|[^/?#\s:\[\]]+)"
+                        r"(?::(?:[0-9]{1,5}|\*))?/?")
 #: Origins a browser page may call from by default (as Ollama): local pages only.
 DEFAULT_CORS_ORIGINS = ["http://localhost:*", "http://127.0.0.1:*"]
 
@@ -107,6 +110,10 @@ class ServerConfig(Base):
         for i, key in enumerate(self.admin_keys):
             if not key.strip():
                 raise ValueError(f"admin_keys[{i}]: is empty (is its environment variable set?)")
+        for i, origin in enumerate(self.cors_origins):
+            if origin != "*" and not _ORIGIN_RE.fullmatch(origin):
+                raise ValueError(f"cors_origins[{i}]: '{origin[:80]}' is not an origin "
+                                 "(scheme://host, scheme://host:port, scheme://host:* or *)")
 
     def client_keys(self) -> list[tuple[str, RateLimitConfig | None]]:
         """Every client key (``api_keys`` then ``api_key_files``) with its own limits, if any.

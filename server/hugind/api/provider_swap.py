@@ -67,6 +67,11 @@ class LiveRouter:
         task.add_done_callback(self._closing.discard)
         log.debug("closed a replaced provider router")
 
+    @property
+    def retired(self) -> int:
+        """Replaced routers still relaying (closed when their last response closes)."""
+        return len(self._retired)
+
     def remote_models(self) -> list[tuple[str, str]]:
         return self.current.remote_models()
 

@@ -88,10 +88,14 @@ def install_sighup(live: Live, path: Path) -> Callable[[], None]:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    loop.add_signal_handler(signal.SIGHUP, on_signal)
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_signal)
+    except (RuntimeError, ValueError) as exc:  # not the main thread (an embedded server)
+        log.warning("SIGHUP config reload is off: %s", exc)
+        return lambda: None
 
     def remove() -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(RuntimeError, ValueError):  # the loop is already closed
             loop.remove_signal_handler(signal.SIGHUP)
         for task in tasks:
             task.cancel()

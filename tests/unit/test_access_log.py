@@ -97,3 +97,14 @@ def test_probes_are_logged_at_debug_only(caplog: pytest.LogCaptureFixture) -> No
     assert levels == {"/health": logging.DEBUG, "/health/live": logging.DEBUG,
                       "/health/ready": logging.DEBUG, "/metrics": logging.DEBUG,
                       "/v1/models": logging.INFO}
+
+
+def test_log_prompts_follows_the_config_in_force(caplog: pytest.LogCaptureFixture) -> None:
+    from hugind.api.settings import Settings
+
+    app = create_app(parse_config({}), engine=FakeEngine())
+    app.state.live.settings = Settings.from_config(parse_config({"server": {"log_prompts": True}}))
+    with caplog.at_level(logging.INFO, logger="hugind.access"), TestClient(app) as c:
+        c.post("/v1/chat/completions", json=CHAT)
+    (line,) = [r for r in access_lines(caplog) if r.path == "/v1/chat/completions"]
+    assert MARKER in line.prompt

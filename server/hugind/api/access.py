@@ -55,7 +55,10 @@ def access_log(app: ASGIApp) -> ASGIApp:
 
 
 def _log_prompts(scope: Scope) -> bool:
-    config = getattr(getattr(scope.get("app"), "state", None), "config", None)
+    """``server.log_prompts`` of the config in force (a SIGHUP may have replaced it)."""
+    state = getattr(scope.get("app"), "state", None)
+    live = getattr(state, "live", None)
+    config = live.settings.config if live is not None else getattr(state, "config", None)
     return bool(getattr(getattr(config, "server", None), "log_prompts", False))
 
 
@@ -86,7 +89,7 @@ def access_fields(scope: Any, facts: RequestFacts, status: int, complete: bool,
         "path": str(scope.get("path", ""))[:MAX_PATH_CHARS],
         "status": status,
         "model": facts.model[:MAX_PATH_CHARS] if facts.model else None,
-        "tenant": state.get("tenant", "-"),
+        "tenant": state.get("tenant") or ("admin" if state.get("admin") else "-"),
         "prompt_tokens": facts.prompt_tokens,
         "cached_tokens": facts.cached_tokens,
         "completion_tokens": facts.completion_tokens,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -75,6 +76,14 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def _log_thread_death(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("hugind").critical(
+        "thread %s died", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
 def resolve_format(log_format: str, stream: TextIO) -> str:
     if log_format != "auto":
         return log_format
@@ -102,6 +111,9 @@ def setup_logging(level: str = "info", log_format: str = "auto", *,
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # Python's own stderr writers, so a JSON log stays JSON: warnings and thread deaths.
+    logging.captureWarnings(True)
+    threading.excepthook = _log_thread_death
     if llama:
         from hugind.llama import route_llama_log
 

@@ -6,6 +6,8 @@ import io
 import json
 import logging
 import sys
+import threading
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -68,9 +70,12 @@ def restore_root() -> Iterator[None]:
     handlers, level = list(root.handlers), root.level
     uvicorn = logging.getLogger("uvicorn.error")
     saved = (list(uvicorn.handlers), uvicorn.propagate)
+    hook = threading.excepthook
     yield
     root.handlers, root.level = handlers, level
     uvicorn.handlers, uvicorn.propagate = saved
+    threading.excepthook = hook
+    logging.captureWarnings(False)  # else the next setup keeps a stale showwarning
 
 
 @pytest.mark.usefixtures("restore_root")
@@ -92,3 +97,22 @@ def test_setup_routes_uvicorn_and_stamps_request_ids() -> None:
         ("uvicorn.error", "Started server process"), ("hugind.engine", "inside a request")]
     assert "request_id" not in lines[0]
     assert lines[1]["request_id"] == "req-abc"
+
+
+@pytest.mark.usefixtures("restore_root")
+def test_warnings_and_thread_deaths_become_log_lines() -> None:
+    stream = io.StringIO()
+    setup_logging("info", "json", stream=stream, llama=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("old api", DeprecationWarning, stacklevel=1)
+
+    def die() -> None:
+        raise RuntimeError("worker broke")
+
+    t = threading.Thread(target=die, name="doomed")
+    t.start()
+    t.join()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[0]["logger"] == "py.warnings" and "old api" in lines[0]["msg"]
+    assert lines[1]["msg"] == "thread doomed died" and "worker broke" in lines[1]["exc"]

@@ -61,8 +61,9 @@ class TextFormatter(logging.Formatter):
 def _text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False,
                                                            default=str)
-    return json.dumps(text, ensure_ascii=False) if not text or " " in text or "\n" in text \
-        else text
+    # quoted (control characters escaped) unless it is one plain word: no forged lines
+    return text if text and text.isprintable() and " " not in text \
+        else json.dumps(text, ensure_ascii=False)
 
 
 class RequestIdFilter(logging.Filter):

@@ -69,11 +69,11 @@ def restore_root() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     uvicorn = logging.getLogger("uvicorn.error")
-    saved = (list(uvicorn.handlers), uvicorn.propagate)
+    saved = (list(uvicorn.handlers), uvicorn.propagate, uvicorn.level)
     hook = threading.excepthook
     yield
     root.handlers, root.level = handlers, level
-    uvicorn.handlers, uvicorn.propagate = saved
+    uvicorn.handlers, uvicorn.propagate, uvicorn.level = saved
     threading.excepthook = hook
     logging.captureWarnings(False)  # else the next setup keeps a stale showwarning
 
@@ -84,6 +84,7 @@ def test_setup_routes_uvicorn_and_stamps_request_ids() -> None:
     uvicorn = logging.getLogger("uvicorn.error")
     uvicorn.addHandler(logging.StreamHandler(io.StringIO()))  # as uvicorn's own config does
     uvicorn.propagate = False
+    uvicorn.setLevel(logging.INFO)  # uvicorn.Config(log_level="info") does this
     setup_logging("info", "json", stream=stream, llama=False)
     uvicorn.info("Started server process")
     token = current_request_id.set("req-abc")

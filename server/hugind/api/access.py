@@ -86,9 +86,9 @@ def access_fields(scope: Any, facts: RequestFacts, status: int, complete: bool,
     fields: dict[str, Any] = {
         "request_id": request_id_of(scope),
         "method": scope.get("method", ""),
-        "path": str(scope.get("path", ""))[:MAX_PATH_CHARS],
+        "path": _printable(str(scope.get("path", ""))[:MAX_PATH_CHARS]),
         "status": status,
-        "model": facts.model[:MAX_PATH_CHARS] if facts.model else None,
+        "model": _printable(facts.model[:MAX_PATH_CHARS]) if facts.model else None,
         "tenant": state.get("tenant") or ("admin" if state.get("admin") else "-"),
         "prompt_tokens": facts.prompt_tokens,
         "cached_tokens": facts.cached_tokens,
@@ -105,6 +105,12 @@ def access_fields(scope: Any, facts: RequestFacts, status: int, complete: bool,
         if facts.completions:
             fields["completion"] = [_clip(t) for t in facts.completion_text()]
     return fields
+
+
+def _printable(text: str) -> str:
+    """Client text for the message: a decoded ``%0A`` in a path must not start a new line."""
+    return text if text.isprintable() else "".join(
+        ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
 
 
 def _clip(value: Any) -> str:

@@ -69,11 +69,14 @@ def rss_mib(pid: int) -> float:
 
 class Load:
     def __init__(self, url: str, model: str, embed_model: str | None, *, key: str | None,
-                 max_tokens: int, disconnect: float, seed: int) -> None:
+                 max_tokens: int, disconnect: float, seed: int,
+                 admin_key: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.model = model
         self.embed_model = embed_model
         self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # Engine counters need an admin key once a server has client keys.
+        self.admin_headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
         self.max_tokens = max_tokens
         self.disconnect = disconnect
         self.rng = random.Random(seed)
@@ -202,7 +205,7 @@ class Load:
         stats: dict[str, Any] = {}
         while time.monotonic() < deadline:
             stats = (await client.get(self.url + "/v1/sessions/stats",
-                                      headers=self.headers)).json()
+                                      headers=self.admin_headers)).json()
             if all(m.get("active_sequences", 0) == 0 and m.get("queue_depth", 0) == 0
                    for m in stats.values()):
                 break
@@ -225,9 +228,9 @@ class Load:
 async def run(url: str, model: str, embed_model: str | None, *, clients: int, duration: float,
               warmup: float, pid: int | None, key: str | None = None, max_tokens: int = 12,
               disconnect: float = 0.1, seed: int = 0, rss_slack: float = 0.05,
-              timeout: float = 120.0) -> Report:
+              timeout: float = 120.0, admin_key: str | None = None) -> Report:
     load = Load(url, model, embed_model, key=key, max_tokens=max_tokens,
-                disconnect=disconnect, seed=seed)
+                disconnect=disconnect, seed=seed, admin_key=admin_key)
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     start = time.monotonic()
     async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
@@ -261,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True)
     p.add_argument("--embed-model")
     p.add_argument("--key")
+    p.add_argument("--admin-key", help="for /v1/sessions/stats when the server has keys")
     p.add_argument("--pid", type=int, help="the server's pid, to compare its RSS")
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--duration", type=float, default=60.0, help="seconds of load after warm-up")
@@ -273,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rep = asyncio.run(run(args.url, args.model, args.embed_model, clients=args.clients,
                           duration=args.duration, warmup=args.warmup, pid=args.pid,
-                          key=args.key, max_tokens=args.max_tokens,
+                          key=args.key, admin_key=args.admin_key, max_tokens=args.max_tokens,
                           disconnect=args.disconnect, seed=args.seed))
     text = json.dumps(rep.to_dict(), indent=2)
     print(text)

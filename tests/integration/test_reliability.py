@@ -14,7 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_sessions import KEYS, QUESTIONS, _cfg, cached, chat, conversation
+from tests.integration.test_sessions import (
+    ADMIN_KEY,
+    KEYS,
+    QUESTIONS,
+    _cfg,
+    cached,
+    chat,
+    conversation,
+)
 from tests.servers import HugindProcess
 
 pytestmark = pytest.mark.model
@@ -23,7 +31,8 @@ AUTH = {"Authorization": f"Bearer {KEYS[0]}"}
 
 
 def stats(url: str) -> dict[str, Any]:
-    return httpx.get(url + "/v1/sessions/stats", headers=AUTH).json()["gemma"]
+    return httpx.get(url + "/v1/sessions/stats",
+                     headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()["gemma"]
 
 
 def wait_for(cond: Any, timeout: float, what: str) -> None:

@@ -17,6 +17,7 @@ from tests.servers import HugindProcess
 pytestmark = pytest.mark.model
 
 KEYS = ["sess-key-one-1111", "sess-key-two-2222"]
+ADMIN_KEY = "sess-admin-key-3333"  # engine counters span every tenant: admin keys only
 # The first turn is long enough to hold several prefill quanta (16 tokens each) beyond the
 # 64-row chunk the rest of a resumed prompt is read in with flash attention on the CPU: only
 # whole quanta of a prompt are reused, so a resumed turn is bit-identical to a fresh one.
@@ -28,6 +29,7 @@ QUESTIONS = [NOTES * 3 + "Tell me about whales.", "And about dolphins?", "Which 
 def _cfg(gemma_path: Path, *, parallel: int, ram_mb: int, max_queue: int = 16) -> dict[str, Any]:
     cfg = model_config(gemma_path, parallel=parallel, max_queue=max_queue)
     cfg["server"]["api_keys"] = KEYS
+    cfg["server"]["admin_keys"] = [ADMIN_KEY]
     cfg["sessions"]["ram_budget_mb"] = ram_mb
     cfg["models"] = cfg["models"][:1]
     return cfg
@@ -69,7 +71,7 @@ def chat(url: str, messages: list[dict[str, str]], *, key: str = KEYS[0],
 
 
 def stats(url: str) -> dict[str, Any]:
-    r = httpx.get(url + "/v1/sessions/stats", headers={"Authorization": f"Bearer {KEYS[0]}"})
+    r = httpx.get(url + "/v1/sessions/stats", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     return r.json()["gemma"]
 
 

@@ -111,8 +111,6 @@ def test_log_prompts_follows_the_config_in_force(caplog: pytest.LogCaptureFixtur
 
 
 def test_client_text_cannot_forge_log_lines(caplog: pytest.LogCaptureFixture) -> None:
-    import io
-
     from hugind.logs import TextFormatter
 
     app = create_app(parse_config({}), engine=FakeEngine())
@@ -120,6 +118,4 @@ def test_client_text_cannot_forge_log_lines(caplog: pytest.LogCaptureFixture) ->
         c.get("/v1/x%0A2026-01-01 INFO hugind.access: forged")
     (line,) = [r for r in access_lines(caplog) if r.path.startswith("/v1/x")]
     assert line.path == "/v1/x\\x0a2026-01-01 INFO hugind.access: forged"
-    stream = io.StringIO()
-    stream.write(TextFormatter().format(line))
-    assert "\n" not in stream.getvalue()
+    assert "\n" not in TextFormatter().format(line)

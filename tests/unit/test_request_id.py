@@ -101,3 +101,13 @@ def test_streams_carry_the_id_and_mid_stream_errors_too() -> None:
               if line.startswith("data: {")]
     assert events[-1]["error"]["request_id"] == "stream-9"
     assert events[-1]["error"]["message"] == "engine fell over"
+
+
+def test_the_draining_503_carries_the_id() -> None:
+    app = create_app(parse_config({}), engine=FakeEngine())
+    with TestClient(app) as c:
+        app.state.runtime.draining = True
+        r = c.post("/v1/chat/completions", json=CHAT, headers={"x-request-id": "drain-3"})
+    assert r.status_code == 503
+    assert r.headers["x-request-id"] == "drain-3"
+    assert r.json()["error"]["request_id"] == "drain-3"

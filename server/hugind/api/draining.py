@@ -7,6 +7,7 @@ from __future__ import annotations
 import msgspec
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from hugind.api.request_id import with_request_id
 from hugind.api.runtime import Runtime
 from hugind.errors import OverloadedError
 
@@ -26,7 +27,7 @@ def track_in_flight(app: ASGIApp) -> ASGIApp:
                         "headers": [(b"content-type", b"application/json"),
                                     (b"retry-after", b"5"), (b"connection", b"close")]})
             await send({"type": "http.response.body",
-                        "body": msgspec.json.encode(err.to_dict())})
+                        "body": msgspec.json.encode(with_request_id(err.to_dict()))})
             return
         rt.in_flight += 1
         try:

@@ -171,7 +171,9 @@ def test_sigterm_drains_then_saves_sessions(gemma_path: Path, tmp_path: Path) ->
     assert proc.proc is not None
     finish: list[str] = []
     n_chunks = 0
-    body = {"model": "gemma", "prompt": PROMPT, "stream": True, "max_tokens": 120,
+    # Long enough to hold whole prefill quanta: only an exactly resumable prefix is saved.
+    prompt = " ".join(f"Line {i}: the quick brown fox jumps over the lazy dog." for i in range(30))
+    body = {"model": "gemma", "prompt": prompt, "stream": True, "max_tokens": 60,
             "ignore_eos": True, "temperature": 0, "prompt_cache_key": "drain-user"}
     with httpx.stream("POST", proc.url + "/v1/completions", json=body, timeout=120) as r:
         for line in r.iter_lines():

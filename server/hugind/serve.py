@@ -9,6 +9,7 @@ exits at once.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import signal
 import time
@@ -32,6 +33,11 @@ class GracefulServer(uvicorn.Server):
         self._drain_started: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler runs inside whatever the main thread was doing: a fresh context
+        # keeps that request's id off these log lines.
+        contextvars.Context().run(self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
         # uvicorn would re-raise the signal after shutting down (exit status 143): not kept,
         # so a graceful stop exits 0.
         if self._drain_started is not None:

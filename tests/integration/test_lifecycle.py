@@ -196,3 +196,25 @@ def test_sigterm_drains_then_saves_sessions(gemma_path: Path, tmp_path: Path) ->
     saved = list((tmp_path / "sessions" / "gemma").glob("**/*"))
     assert any(f.is_file() and f.stat().st_size > 100_000 for f in saved), saved
     assert "draining" in proc.logs()
+
+
+def test_second_signal_exits_at_once(gemma_path: Path, tmp_path: Path) -> None:
+    cfg = model_config(gemma_path)
+    cfg["models"] = cfg["models"][:1]
+    cfg["server"]["shutdown_grace_s"] = 300
+    proc = HugindProcess(cfg, tmp_path, name="twice").start()
+    assert proc.proc is not None
+    body = {"model": "gemma", "prompt": PROMPT, "stream": True, "max_tokens": 900,
+            "ignore_eos": True}
+    with httpx.stream("POST", proc.url + "/v1/completions", json=body, timeout=120) as r:
+        lines = r.iter_lines()
+        while not next(lines).startswith("data: {"):
+            pass
+        proc.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert proc.proc.poll() is None  # draining: the stream goes on
+        proc.proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        proc.proc.wait(15)
+    assert time.monotonic() - started < 5
+    assert "again: exiting now" in proc.logs()

@@ -64,13 +64,15 @@ def _models(client: httpx.Client, key: str) -> int:
 
 
 def test_reload_rotates_client_and_admin_keys_and_limits(tmp_path: Path) -> None:
-    with _server(tmp_path, {"server": {"api_keys": [OLD]}}) as (client, path):
+    with _app_server(tmp_path, {"server": {"api_keys": [OLD]}}) as (client, path, live):
         assert _models(client, OLD) == 200 and _models(client, NEW) == 401
         assert client.get("/admin/models", headers={"Authorization": f"Bearer {OLD}"}
                           ).status_code == 403
-        new = {"server": {"api_keys": [NEW], "admin_keys": [ADMIN],
-                          "rate_limits": {"requests_per_minute": 2}}}
+        new = {"server": {"api_keys": [NEW], "admin_keys": [ADMIN], "log_prompts": True,
+                          "metrics_public": True, "rate_limits": {"requests_per_minute": 2}}}
         assert _reload(client, path, new)
+        server = live.settings.config.server
+        assert server.log_prompts and server.metrics_public
         assert _models(client, OLD) == 401
         assert _models(client, NEW) == 200
         assert client.get("/admin/models", headers={"Authorization": f"Bearer {ADMIN}"}

@@ -25,7 +25,7 @@ log = logging.getLogger("hugind.reload")
 
 #: ``server`` fields a reload applies; the others are read once at start.
 RELOADABLE = frozenset({"api_keys", "api_key_files", "admin_keys", "admin_key_files",
-                        "rate_limits", "metrics_public"})
+                        "rate_limits", "metrics_public", "log_prompts"})
 
 
 def _restart_only_changes(old: Config, new: Config) -> list[str]:

@@ -165,3 +165,17 @@ def test_a_client_leaving_mid_stream_gives_its_slot_back() -> None:
             time.sleep(0.02)
         time.sleep(0.1)
         assert client.post("/v1/completions", json=COMPLETION).status_code == 200
+
+
+def test_streamed_answers_carry_the_headers_and_count_their_tokens() -> None:
+    with _server({"rate_limits": {"requests_per_minute": 5, "tokens_per_minute": 100}}) as client:
+        with client.stream("POST", "/v1/chat/completions", json={
+                "model": "fake", "stream": True, "max_tokens": 5,
+                "messages": [{"role": "user", "content": "hi"}]}) as r:
+            assert r.status_code == 200
+            assert r.headers["x-ratelimit-remaining-requests"] == "4"
+            assert r.headers["x-ratelimit-remaining-tokens"] == "100"  # not known yet
+            r.read()
+        after = client.get("/v1/models")
+    # "<user>hi" is 8 prompt tokens on the FakeEngine, plus 5 generated.
+    assert after.headers["x-ratelimit-remaining-tokens"] == str(100 - 8 - 5)

@@ -95,6 +95,7 @@ class ServerConfig(Base):
     log_format: Literal["auto", "text", "json"] = "auto"  # auto: text on a terminal
     log_prompts: bool = False
     metrics_public: bool = False
+    metrics: bool = True  # false: no /metrics and no series kept (the bench's baseline)
     rate_limits: RateLimitConfig = RateLimitConfig()
     request_timeout_s: Annotated[float, Meta(ge=0)] = 0.0  # 0: no cap
     shutdown_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 30.0

@@ -147,3 +147,18 @@ def test_provider_attempts_and_failovers_are_counted() -> None:
     assert "up-key" not in text
     assert value(text, "hugind_requests_total", endpoint="/v1/chat/completions",
                  model="remote-model", status="200") >= 1
+
+
+def test_metrics_off_keeps_no_series_and_hides_the_endpoint() -> None:
+    from hugind.metrics import REGISTRY
+
+    def requests_total() -> float:
+        return sum(s.value for fam in REGISTRY.collect() for s in fam.samples
+                   if s.name == "hugind_requests_total")
+
+    before = requests_total()
+    with client(metrics=False) as c:
+        assert c.post("/v1/chat/completions", json=CHAT).status_code == 200
+        r = c.get("/metrics")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_url"
+    assert requests_total() == before

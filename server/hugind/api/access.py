@@ -34,7 +34,7 @@ def access_log(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        facts = RequestFacts.install(scope, _log_prompts(scope))
+        facts = RequestFacts.install(scope, _log_prompts(scope), _metrics_on(scope))
         status: int | None = None
         complete = False
 
@@ -62,21 +62,31 @@ def _log_prompts(scope: Scope) -> bool:
     return bool(getattr(getattr(config, "server", None), "log_prompts", False))
 
 
+def _metrics_on(scope: Scope) -> bool:
+    config = getattr(getattr(scope.get("app"), "state", None), "config", None)
+    return bool(getattr(getattr(config, "server", None), "metrics", True))
+
+
 def record(scope: Any, facts: RequestFacts, status: int | None, complete: bool) -> None:
     """Count the request and write its access line."""
     duration = time.perf_counter() - facts.started
     code = status if status is not None else CLIENT_CLOSED_REQUEST
     endpoint = scope.get("path_template") or "other"
     model = facts.model if facts.where is not None and facts.model else "other"
+    if facts.metrics:
+        _count(endpoint, model, code, duration, facts)
+    fields = access_fields(scope, facts, code, complete, duration)
+    level = logging.DEBUG if scope.get("path") in _QUIET and code < 500 else logging.INFO
+    log.log(level, "%s %s %d", fields["method"], fields["path"], code, extra=fields)
+
+
+def _count(endpoint: str, model: str, code: int, duration: float, facts: RequestFacts) -> None:
     REQUESTS.labels(endpoint, model, str(code)).inc()
     REQUEST_DURATION.labels(endpoint).observe(duration)
     if facts.where == "local" and facts.prompt_tokens:
         PROMPT_TOKENS.labels(model).inc(facts.prompt_tokens)
         if facts.cached_tokens:
             CACHED_PROMPT_TOKENS.labels(model).inc(facts.cached_tokens)
-    fields = access_fields(scope, facts, code, complete, duration)
-    level = logging.DEBUG if scope.get("path") in _QUIET and code < 500 else logging.INFO
-    log.log(level, "%s %s %d", fields["method"], fields["path"], code, extra=fields)
 
 
 def access_fields(scope: Any, facts: RequestFacts, status: int, complete: bool,

@@ -11,7 +11,8 @@ from hugind.api.request_id import with_request_id
 from hugind.api.runtime import Runtime
 from hugind.errors import OverloadedError
 
-_PROBES = frozenset({"/health", "/v1/health", "/health/live", "/health/ready"})
+# Probes and scrapes pass while draining: readiness says so, and the last counts are read.
+_PROBES = frozenset({"/health", "/v1/health", "/health/live", "/health/ready", "/metrics"})
 
 
 def track_in_flight(app: ASGIApp) -> ASGIApp:

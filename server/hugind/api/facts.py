@@ -18,6 +18,7 @@ _KEY = "facts"
 class RequestFacts:
     started: float = field(default_factory=time.perf_counter)
     log_prompts: bool = False
+    metrics: bool = True  # server.metrics: count this request in the series
     model: str | None = None
     where: str | None = None  # "local" or "remote": the model is configured, so a safe label
     prompt_tokens: int | None = None
@@ -38,8 +39,8 @@ class RequestFacts:
         return facts
 
     @staticmethod
-    def install(scope: Any, log_prompts: bool) -> RequestFacts:
-        facts = RequestFacts(log_prompts=log_prompts)
+    def install(scope: Any, log_prompts: bool, metrics: bool = True) -> RequestFacts:
+        facts = RequestFacts(log_prompts=log_prompts, metrics=metrics)
         scope.setdefault("state", {})[_KEY] = facts
         return facts
 

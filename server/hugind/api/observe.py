@@ -64,12 +64,14 @@ class _Observed:
             t = time.perf_counter()
             if facts.ttft_s is None:
                 facts.ttft_s = t - facts.started
-                self._ttft.observe(facts.ttft_s)
-            if self._last is not None:  # tokens that came together share the wait
+                if facts.metrics:
+                    self._ttft.observe(facts.ttft_s)
+            if self._last is not None and facts.metrics:  # tokens together share the wait
                 for _ in range(n):
                     self._itl.observe((t - self._last) / n)
             self._last = t
-            self._tokens.inc(n)
+            if facts.metrics:
+                self._tokens.inc(n)
         if facts.log_prompts and ev.text:
             facts.completions[self._index].append(ev.text)
         if ev.finish_reason is not None:

@@ -10,6 +10,7 @@ from prometheus_client.metrics_core import Metric
 
 from hugind.api.gauges import EngineCollector
 from hugind.api.runtime import Runtime
+from hugind.errors import NotFoundError
 from hugind.metrics import REGISTRY
 
 
@@ -28,6 +29,8 @@ class _Scrape:
 @get("/metrics", opt={"admin": True, "open_when": "metrics_public"}, sync_to_thread=False)
 def metrics(request: Request) -> Response[bytes]:
     """Counters, histograms and engine gauges, in the format the scraper asks for."""
+    if not request.app.state.config.server.metrics:
+        raise NotFoundError("metrics are off (server.metrics: false)", code="unknown_url")
     encode, content_type = choose_encoder(request.headers.get("accept", ""))
     body = encode(_Scrape(EngineCollector(Runtime.of(request).engine)))  # type: ignore[arg-type]
     return Response(content=body, headers={"content-type": content_type})

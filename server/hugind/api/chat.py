@@ -118,7 +118,7 @@ async def chat_completions(request: Request) -> Response[bytes] | Stream:
     _, prompt = await rt.engine.chat_prompt(req.model, messages, tools=plan.template_tools)
     max_tokens = rt.engine.check_length(req.model, len(prompt),
                                         req.max_completion_tokens or req.max_tokens, "messages")
-    session = session_name(req, request.headers.get("x-session-id"))
+    session = session_name(req, request.headers)
     gen = [GenerationRequest(
         model=req.model, prompt_tokens=prompt, max_tokens=max_tokens,
         sampling=sampling(req, seed_offset=i, json_schema=plan.json_schema

@@ -152,7 +152,7 @@ async def completions(request: Request) -> Response[bytes] | Stream:
     facts = local_facts(request, req.model, req.prompt)
     per_prompt = candidates(req)
     items = await _fim_items(rt, req) or await prompts(rt.engine, req.model, req.prompt)
-    session = session_name(req, request.headers.get("x-session-id"))
+    session = session_name(req, request.headers)
     # Ranking best_of candidates needs their logprobs even when the client did not ask.
     top = req.logprobs if req.logprobs is not None else 0 if per_prompt > req.n else None
     prompt_top = req.logprobs if req.echo else None

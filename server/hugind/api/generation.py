@@ -7,7 +7,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,13 +66,38 @@ def sampling(req: SamplingFields, *, seed_offset: int = 0, grammar: str | None =
     )
 
 
-def session_name(req: SamplingFields, header: str | None) -> str | None:
-    """``prompt_cache_key``, else ``user``, else the ``X-Session-Id`` header. Names are opaque
-    client text (the session store hashes them into file names), bounded in length."""
-    if header is not None and len(header) > MAX_NAME_CHARS:
-        raise InvalidRequestError(f"the X-Session-Id header is longer than {MAX_NAME_CHARS} "
-                                  "characters", param="X-Session-Id")
-    return req.prompt_cache_key or req.user or header or None
+#: Headers that name a conversation, in precedence order: Hugind's own, Claude Code's, Codex's.
+SESSION_HEADERS = ("X-Session-Id", "x-claude-code-session-id", "session_id")
+
+
+def session_name(req: object, headers: Mapping[str, str] | None = None, *,
+                 user_id: str | None = None) -> str | None:
+    """The conversation a request continues: the first of these that is present and not empty.
+
+    1. the ``X-Session-Id`` header;
+    2. the ``x-claude-code-session-id`` header (Claude Code);
+    3. the ``session_id`` header (Codex CLI);
+    4. ``user_id``, Anthropic's ``metadata.user_id``;
+    5. ``req.prompt_cache_key`` (OpenAI);
+    6. ``req.user`` (OpenAI).
+
+    Headers win because a harness sets them per conversation, while body fields are often one
+    value per user or deployment. ``headers`` must look names up case-insensitively (Litestar's
+    ``Headers`` do). ``req`` is any request with optional ``prompt_cache_key`` and ``user``.
+    The engine keys every session by (the caller's API key, this name), so two keys never share
+    one. Names are opaque client text (the session store hashes them into file names): body
+    fields are bounded by the wire schema, and any of these headers over ``MAX_NAME_CHARS`` is
+    a 400 naming it, present or not the winner, so a client learns of it at once.
+    """
+    found: list[str | None] = []
+    for name in SESSION_HEADERS:
+        value = headers.get(name) if headers is not None else None
+        if value is not None and len(value) > MAX_NAME_CHARS:
+            raise InvalidRequestError(f"the {name} header is longer than {MAX_NAME_CHARS} "
+                                      "characters", param=name)
+        found.append(value)
+    found += [user_id, getattr(req, "prompt_cache_key", None), getattr(req, "user", None)]
+    return next((v for v in found if v), None)
 
 
 @dataclass

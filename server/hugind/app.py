@@ -28,6 +28,7 @@ from hugind.api.openapi import openapi_json
 from hugind.api.prometheus import metrics
 from hugind.api.reload import install_sighup
 from hugind.api.request_id import request_ids
+from hugind.api.responses import RESPONSES_HANDLERS
 from hugind.api.runtime import Runtime
 from hugind.api.sessions import delete_session, get_session, list_sessions, session_stats
 from hugind.api.settings import Live, Settings
@@ -42,7 +43,7 @@ NATIVE_HANDLERS = [
     health, health_live, health_ready, metrics,
     list_models, get_model, chat_completions, completions, embeddings, tokenize,
     detokenize, render_chat, list_sessions, session_stats, get_session, delete_session,
-    openapi_json, *ADMIN_HANDLERS,
+    openapi_json, *ADMIN_HANDLERS, *RESPONSES_HANDLERS,
 ]
 
 

@@ -202,6 +202,14 @@ class SessionsConfig(Base):
     # Write-behind: each finished turn reaches disk within this many seconds, so a crash
     # loses at most that much. 0: sessions reach disk only when they leave RAM or at shutdown.
     flush_s: Annotated[float, Meta(ge=0, le=3600)] = 2.0
+    # Stored /v1/responses objects (``<dir>/responses/``): at most this many, oldest dropped
+    # first, each kept this long (None: ``ttl_s``, as long as the conversation's KV).
+    responses_max: PositiveInt = 10000
+    responses_ttl_s: PositiveInt | None = None
+
+    @property
+    def response_ttl_s(self) -> int:
+        return self.responses_ttl_s if self.responses_ttl_s is not None else self.ttl_s
 
 
 class TimeoutConfig(Base):

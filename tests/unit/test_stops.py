@@ -106,3 +106,15 @@ def test_pathological_stop_is_matched_without_rescans() -> None:
     stream = TextStream([stop])
     assert stream.push(b"a" * 300 + b"b" + b"rest") == "a" * 45
     assert stream.stopped
+
+
+@given(text=TEXT, stops=st.lists(st.text(alphabet="ab<>é", min_size=1, max_size=4), max_size=3))
+def test_matched_names_the_stop_at_the_cut(text: str, stops: list[str]) -> None:
+    stream = TextStream(stops)
+    got = "".join(stream.push(ch.encode()) for ch in text) + stream.flush()
+    if not stream.stopped:
+        assert stream.matched is None
+        return
+    assert stream.matched in stops
+    assert text[len(got):].startswith(stream.matched)  # Anthropic's stop_sequence
+    assert all(text.find(s) < 0 or text.find(s) >= len(got) for s in stops)

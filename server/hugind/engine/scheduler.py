@@ -355,13 +355,15 @@ class Scheduler:
         req = job.req
         assert job.text is not None
         if ctx.vocab.is_eog(token) and not req.ignore_eos:
-            self._finish(job, FinishReason.STOP, tail=job.text.flush())
+            tail = job.text.flush()  # may complete a stop that a longer one kept pending
+            self._finish(job, FinishReason.STOP, tail=tail, stop=job.text.matched)
             return
         job.n_generated += 1
         self.counters.generated_tokens += 1
         text = job.text.push(ctx.vocab.piece(token))
         if job.text.stopped:
-            self._finish(job, FinishReason.STOP, tail=text, token=token, logprobs=lps)
+            self._finish(job, FinishReason.STOP, tail=text, token=token, logprobs=lps,
+                         stop=job.text.matched)
         elif (job.n_generated >= req.max_tokens or len(job.slot.tokens) + 1 >= ctx.n_ctx_seq
               or job.past_deadline(time.monotonic())):
             self._finish(job, FinishReason.LENGTH, tail=text + job.text.flush(), token=token,
@@ -410,7 +412,7 @@ class Scheduler:
 
     def _finish(self, job: Job, reason: FinishReason | None, *, tail: str = "",
                 token: int | None = None, logprobs: list[TokenLogprob] | None = None,
-                keep_kv: bool = True) -> None:
+                keep_kv: bool = True, stop: str | None = None) -> None:
         if job.done:
             return
         job.state = JobState.DONE
@@ -422,7 +424,7 @@ class Scheduler:
         if reason is not None and reason is not FinishReason.CANCELLED:
             usage = Usage(len(job.req.prompt_tokens), job.n_generated, job.cached_tokens)
             job.emit(TokenEvent(tail, [token] if token is not None else [], logprobs or [],
-                                finish_reason=reason, usage=usage))
+                                finish_reason=reason, usage=usage, stop=stop))
 
     @staticmethod
     def _close_sampler(job: Job) -> None:

@@ -56,7 +56,13 @@ class TextStream:
         self._base = 0
         self._seen = 0  # characters fed to the matchers
         self._cut = -1  # absolute offset of the earliest completed stop, if any
+        self._cut_by: str | None = None  # that stop
         self.stopped = False
+
+    @property
+    def matched(self) -> str | None:
+        """The stop string the text was cut at, once ``stopped``."""
+        return self._cut_by if self.stopped else None
 
     @property
     def held(self) -> str:
@@ -78,7 +84,7 @@ class TextStream:
                 if m.feed(ch):
                     start = self._seen - len(m.stop)
                     if self._cut < 0 or start < self._cut:
-                        self._cut = start
+                        self._cut, self._cut_by = start, m.stop
                     m.state = 0  # a later match of this stop starts later: never the cut
             if self._cut >= 0 and self._open_from() >= self._cut:
                 return self._stop()

@@ -96,6 +96,7 @@ class TokenEvent:
     usage: Usage | None = None
     error: Exception | None = None
     prompt_logprobs: list[TokenLogprob] | None = None  # once, when the request asked for them
+    stop: str | None = None  # on the last event: the stop string that ended it, if one did
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from hugind.api.runtime import Runtime, json_response
 from hugind.api.streaming import sse_response
 from hugind.api.throttle import submit
 from hugind.api.tools import ToolPlan, plan_tools
-from hugind.engine.types import GenerationRequest, TokenLogprob
+from hugind.engine.types import GenerationRequest, TokenEvent, TokenLogprob
 from hugind.errors import InvalidRequestError
 
 
@@ -96,6 +96,32 @@ def logprobs_dict(lps: list[TokenLogprob]) -> dict[str, Any]:
     ], "refusal": None}
 
 
+async def render(rt: Runtime, req: ChatCompletionRequest) -> tuple[list[int], ToolPlan]:
+    """The prompt tokens of ``req`` through the model's chat template, and its tool plan.
+    Shared with the APIs that are converted into chat requests (Anthropic Messages)."""
+    messages = to_template_messages(req)
+    plan = plan_tools(req)
+    _, prompt = await rt.engine.chat_prompt(req.model, messages, tools=plan.template_tools)
+    return prompt, plan
+
+
+async def start(request: Request, rt: Runtime, req: ChatCompletionRequest, prompt: list[int],
+                plan: ToolPlan, session: str | None) -> list[AsyncIterator[TokenEvent]]:
+    """Length-check and submit every choice of a rendered chat request (the key's
+    ``max_concurrent`` and tokens counted); only the first choice continues ``session``."""
+    max_tokens = rt.engine.check_length(req.model, len(prompt),
+                                        req.max_completion_tokens or req.max_tokens, "messages")
+    gen = [GenerationRequest(
+        model=req.model, prompt_tokens=prompt, max_tokens=max_tokens,
+        sampling=sampling(req, seed_offset=i, json_schema=plan.json_schema
+                          if plan.json_schema is not None else _format_schema(req)),
+        stop=stops(req), tenant=tenant(request), session=session if i == 0 else None,
+        top_logprobs=(req.top_logprobs or 0) if req.logprobs else None,
+        ignore_eos=req.ignore_eos, use_cache=req.cache_prompt,
+    ) for i in range(req.n)]
+    return await submit(request, rt.engine, gen)
+
+
 @post(["/v1/chat/completions", "/chat/completions"], status_code=200)
 async def chat_completions(request: Request) -> Response[bytes] | Stream:
     """Chat completions, streaming or not."""
@@ -113,21 +139,8 @@ async def chat_completions(request: Request) -> Response[bytes] | Stream:
     if req.audio is not None or set(req.modalities or ["text"]) - {"text"}:
         raise InvalidRequestError(f"model '{req.model}' only produces text",
                                   param="modalities" if req.audio is None else "audio")
-    messages = to_template_messages(req)
-    plan = plan_tools(req)
-    _, prompt = await rt.engine.chat_prompt(req.model, messages, tools=plan.template_tools)
-    max_tokens = rt.engine.check_length(req.model, len(prompt),
-                                        req.max_completion_tokens or req.max_tokens, "messages")
-    session = session_name(req, request.headers)
-    gen = [GenerationRequest(
-        model=req.model, prompt_tokens=prompt, max_tokens=max_tokens,
-        sampling=sampling(req, seed_offset=i, json_schema=plan.json_schema
-                          if plan.json_schema is not None else _format_schema(req)),
-        stop=stops(req), tenant=tenant(request), session=session if i == 0 else None,
-        top_logprobs=(req.top_logprobs or 0) if req.logprobs else None,
-        ignore_eos=req.ignore_eos, use_cache=req.cache_prompt,
-    ) for i in range(req.n)]
-    streams = await submit(request, rt.engine, gen)  # the key's max_concurrent, tokens
+    prompt, plan = await render(rt, req)
+    streams = await start(request, rt, req, prompt, plan, session_name(req, request.headers))
     streams = observed(streams, facts, len(prompt))
     ident, created = new_id("chatcmpl"), now()
     if req.stream:

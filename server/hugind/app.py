@@ -23,6 +23,7 @@ from hugind.api.draining import track_in_flight
 from hugind.api.embeddings import embeddings
 from hugind.api.handlers import to_openai_error
 from hugind.api.health import health, health_live, health_ready
+from hugind.api.messages import MESSAGES_HANDLERS
 from hugind.api.models import get_model, list_models
 from hugind.api.openapi import openapi_json
 from hugind.api.prometheus import metrics
@@ -43,7 +44,7 @@ NATIVE_HANDLERS = [
     health, health_live, health_ready, metrics,
     list_models, get_model, chat_completions, completions, embeddings, tokenize,
     detokenize, render_chat, list_sessions, session_stats, get_session, delete_session,
-    openapi_json, *ADMIN_HANDLERS, *RESPONSES_HANDLERS,
+    openapi_json, *ADMIN_HANDLERS, *RESPONSES_HANDLERS, *MESSAGES_HANDLERS,
 ]
 
 

@@ -8,6 +8,8 @@ from http import HTTPStatus
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 
+from hugind.api.anthropic_errors import error_response as anthropic_error_response
+from hugind.api.anthropic_errors import is_anthropic_path
 from hugind.api.request_id import request_id_of, with_request_id
 from hugind.errors import (
     InternalError,
@@ -63,4 +65,7 @@ def error_response(err: OpenAIError, request_id: str | None = None) -> Response[
 
 
 def to_openai_error(request: Request, exc: Exception) -> Response[bytes]:
-    return error_response(as_openai_error(request, exc), request_id_of(request.scope))
+    err, rid = as_openai_error(request, exc), request_id_of(request.scope)
+    if is_anthropic_path(request.url.path):  # Anthropic's SDKs parse only their own shape
+        return anthropic_error_response(err, rid)
+    return error_response(err, rid)

@@ -295,3 +295,10 @@ def test_the_sdk_parses_events_and_errors() -> None:
         ) as stream:
             texts.extend(stream.text_stream)
     assert texts == ["partial"] and "restarting" in str(failed.value)
+
+
+def test_bare_paths_answer_too() -> None:
+    with make_client() as client:
+        assert client.post("/messages", json=MSG).json()["type"] == "message"
+        assert client.post("/messages/count_tokens", json=MSG).json()["input_tokens"] > 0
+        assert client.post("/messages", json={**MSG, "model": "x"}).json()["type"] == "error"

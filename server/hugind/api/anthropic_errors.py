@@ -11,7 +11,7 @@ from litestar import MediaType, Response
 
 from hugind.errors import OpenAIError
 
-PREFIX = "/v1/messages"
+PREFIXES = ("/v1/messages", "/messages")  # with and without /v1, as every route
 
 #: Anthropic's error types by status; the status itself is kept (503 stays 503: a draining
 #: server or a loading model, with its Retry-After, rather than Anthropic's 529).
@@ -30,7 +30,7 @@ _TYPES = {
 
 
 def is_anthropic_path(path: str) -> bool:
-    return path == PREFIX or path.startswith(PREFIX + "/")
+    return any(path == p or path.startswith(p + "/") for p in PREFIXES)
 
 
 def error_body(err: OpenAIError, request_id: str | None) -> dict[str, Any]:

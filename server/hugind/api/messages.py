@@ -32,7 +32,7 @@ from hugind.api.tools import ToolPlan
 from hugind.engine.types import TokenEvent
 
 
-@post("/v1/messages", status_code=200)
+@post(["/v1/messages", "/messages"], status_code=200)
 async def create_message(request: Request) -> Response[bytes] | Stream:
     """Anthropic Messages, streaming or not."""
     rt = Runtime.of(request)
@@ -67,7 +67,7 @@ async def _message(stream: AsyncIterator[TokenEvent], ident: str, model: str, n_
     return message(ident, model, blocks, why, stop, usage_dict(n_prompt, choice.usage))
 
 
-@post("/v1/messages/count_tokens", status_code=200)
+@post(["/v1/messages/count_tokens", "/messages/count_tokens"], status_code=200)
 async def count_tokens(request: Request) -> Response[bytes]:
     """The prompt's length in tokens, as ``/v1/messages`` would read it."""
     rt = Runtime.of(request)

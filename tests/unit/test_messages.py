@@ -302,3 +302,34 @@ def test_bare_paths_answer_too() -> None:
         assert client.post("/messages", json=MSG).json()["type"] == "message"
         assert client.post("/messages/count_tokens", json=MSG).json()["input_tokens"] > 0
         assert client.post("/messages", json={**MSG, "model": "x"}).json()["type"] == "error"
+
+
+async def _echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An upstream that answers any request with its path and body."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            break
+    out = json.dumps({"path": scope["path"], "body": body.decode()}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": out})
+
+
+def test_remote_models_are_relayed_unchanged() -> None:
+    raw = json.dumps({"model": "claude-x", "max_tokens": 5, "messages": [
+        {"role": "user", "content": [{"type": "image", "source": {}}]}], "beta_field": 1})
+    with serve_in_thread(_echo) as upstream:
+        config = parse_config({"providers": [{"name": "up", "base_url": upstream + "/v1",
+                                              "models": ["claude-*"]}]})
+        with TestClient(create_app(config, engine=FakeEngine())) as client:
+            sent = client.post("/v1/messages", content=raw,
+                               headers={"content-type": "application/json"}).json()
+            counted = client.post("/v1/messages/count_tokens", content=raw,
+                                  headers={"content-type": "application/json"}).json()
+    assert sent == {"path": "/v1/messages", "body": raw}
+    assert counted["path"] == "/v1/messages/count_tokens"

@@ -74,10 +74,10 @@ async def count_tokens(request: Request) -> Response[bytes]:
     body = await request.body()
     remote = rt.remote_model(body)
     if remote is not None:
-        return await rt.forward(request, remote)  # type: ignore[no-any-return]
+        return await rt.forward(request, remote)
     req = decode_body(body, CountTokensRequest)
     if not await rt.local(req.model):
-        return await rt.forward(request, req.model)  # type: ignore[no-any-return]
+        return await rt.forward(request, req.model)
     local_facts(request, req.model)
     prompt, _ = await render(rt, to_chat_request(req))
     return json_response({"input_tokens": len(prompt)})

@@ -3,6 +3,7 @@ Anthropic's error shape, session identity."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -12,10 +13,14 @@ import anthropic
 import httpx
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from litestar.testing import TestClient
 
 from hugind.api.anthropic_convert import to_chat_request
 from hugind.api.anthropic_protocol import MessagesRequest
+from hugind.api.anthropic_response import content_blocks, stop_reason
+from hugind.api.anthropic_stream import TextUntilCall, events
 from hugind.api.chat import to_template_messages
 from hugind.api.tools import plan_tools
 from hugind.app import create_app
@@ -333,3 +338,66 @@ def test_remote_models_are_relayed_unchanged() -> None:
                                   headers={"content-type": "application/json"}).json()
     assert sent == {"path": "/v1/messages", "body": raw}
     assert counted["path"] == "/v1/messages/count_tokens"
+
+
+FRAGMENTS = ["Sure", " ", "\n", "<tool", "_call>", "<tool_call>", CALL_TEXT, "</tool_call>",
+             "{", "[", "```", "<b>", "ok", '"x"']
+
+
+async def _replay(pieces: list[str]) -> AsyncIterator[TokenEvent]:
+    for i, piece in enumerate(pieces):
+        last = i == len(pieces) - 1
+        yield TokenEvent(piece, [i], finish_reason=FinishReason.STOP if last else None,
+                         usage=Usage(3, len(pieces)) if last else None)
+
+
+def _streamed_blocks(pieces: list[str], plan: Any) -> tuple[list[dict[str, Any]], str]:
+    async def run() -> list[tuple[str, dict[str, Any]]]:
+        return [e async for e in events(_replay(pieces), "msg_x", "fake", 3, plan)]
+
+    out: list[dict[str, Any]] = []
+    evs = asyncio.run(run())
+    for name, data in evs:
+        if name == "content_block_start":
+            assert data["index"] == len(out)
+            out.append(dict(data["content_block"]))
+            if out[-1]["type"] == "tool_use":
+                out[-1]["json"] = ""
+        elif name == "content_block_delta":
+            block, delta = out[data["index"]], data["delta"]
+            if delta["type"] == "text_delta":
+                block["text"] += delta["text"]
+            else:
+                block["json"] += delta["partial_json"]
+    for block in out:
+        if block["type"] == "tool_use":
+            block["input"] = json.loads(block.pop("json"))
+    return out, evs[-2][1]["delta"]["stop_reason"]
+
+
+def _without_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in b.items() if k != "id"} for b in blocks]
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=8),
+       choice=st.sampled_from([None, {"type": "auto"}, {"type": "any"}]))
+def test_a_stream_gives_the_blocks_of_the_message(pieces: list[str], choice: Any) -> None:
+    fields: dict[str, Any] = {"tools": [WEATHER]} if choice else {}
+    if choice:
+        fields["tool_choice"] = choice
+    plan = plan_tools(convert(**fields))
+    whole = content_blocks("".join(pieces), plan)
+    streamed, reason = _streamed_blocks(pieces, plan)
+    assert _without_ids(streamed) == _without_ids(whole)
+    assert reason == stop_reason(FinishReason.STOP, None, whole)
+
+
+def test_text_streams_before_a_tool_call() -> None:
+    plan = plan_tools(convert(tools=[WEATHER]))
+    split = TextUntilCall(plan)
+    assert [split.feed(p) for p in ["Let me", " check <to", "ol_call>", CALL_TEXT]] == [
+        "Let me", " check ", "", ""]
+    streamed, reason = _streamed_blocks(["Let me check ", "<tool_call>", CALL_TEXT], plan)
+    assert [b["type"] for b in streamed] == ["text", "tool_use"] and reason == "tool_use"
+    assert streamed[0]["text"] == "Let me check "

@@ -10,6 +10,9 @@ from typing import Any
 from hugind.api.tools import ToolPlan
 from hugind.engine.types import FinishReason, Usage
 
+#: Where a tool call in the reply's text starts (api/tools.py parses what follows).
+TOOL_CALL = "<tool_call>"
+
 
 def new_message_id() -> str:
     return f"msg_{secrets.token_hex(12)}"
@@ -23,10 +26,13 @@ def tool_use_blocks(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def content_blocks(text: str, plan: ToolPlan) -> list[dict[str, Any]]:
-    """The reply's blocks: its tool calls when it made any, else its text (one block, even when
-    empty, as a stream always opens one)."""
+    """The reply's blocks: its text (one block, even when empty, as a stream sends one), or its
+    tool calls, after the text that came before the first ``<tool_call>`` if there was any."""
     calls = plan.parse(text)
-    return tool_use_blocks(calls) if calls else [{"type": "text", "text": text}]
+    if not calls:
+        return [{"type": "text", "text": text}]
+    lead = text[:max(text.find(TOOL_CALL), 0)]
+    return ([{"type": "text", "text": lead}] if lead.strip() else []) + tool_use_blocks(calls)
 
 
 def stop_reason(reason: FinishReason | None, stop: str | None,

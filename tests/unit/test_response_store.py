@@ -10,8 +10,7 @@ import pytest
 
 from hugind.api.response_store import ResponseStore, StoredResponse, tenant_dir
 from hugind.api.responses_input import item_id
-
-pytestmark = pytest.mark.anyio
+from hugind.config import ConfigError, parse_config
 
 
 @pytest.fixture
@@ -43,6 +42,7 @@ def store(root: Path, clock: Clock | None = None, **kw: Any) -> ResponseStore:
                          ttl_s=kw.get("ttl_s", 3600), clock=clock or Clock())
 
 
+@pytest.mark.anyio
 async def test_put_get_delete_by_tenant(tmp_path: Path) -> None:
     s, r = store(tmp_path), record()
     await s.put("alice", r)
@@ -56,12 +56,14 @@ async def test_put_get_delete_by_tenant(tmp_path: Path) -> None:
     assert not files(tmp_path)
 
 
+@pytest.mark.anyio
 async def test_ids_that_are_not_ours_are_never_paths(tmp_path: Path) -> None:
     s = store(tmp_path)
     for ident in ("../../etc/passwd", "resp_" + "0" * 47, "resp_" + "g" * 48, ""):
         assert await s.get("alice", ident) is None
 
 
+@pytest.mark.anyio
 async def test_count_bound_drops_the_oldest(tmp_path: Path) -> None:
     clock = Clock()
     s = store(tmp_path, clock, max_count=3)
@@ -76,6 +78,7 @@ async def test_count_bound_drops_the_oldest(tmp_path: Path) -> None:
     assert len(files(tmp_path)) == 3
 
 
+@pytest.mark.anyio
 async def test_ttl_expires_on_read_and_on_write(tmp_path: Path) -> None:
     clock = Clock()
     s = store(tmp_path, clock, ttl_s=60)
@@ -89,6 +92,7 @@ async def test_ttl_expires_on_read_and_on_write(tmp_path: Path) -> None:
     assert not (tmp_path / tenant_dir("alice") / f"{old.id}.json").exists()
 
 
+@pytest.mark.anyio
 async def test_a_new_store_on_the_same_folder_finds_them(tmp_path: Path) -> None:
     r = record()
     await store(tmp_path).put("alice", r)
@@ -99,6 +103,7 @@ async def test_a_new_store_on_the_same_folder_finds_them(tmp_path: Path) -> None
     assert not files(tmp_path, ".tmp-*")  # a crash's leftover is swept at first use
 
 
+@pytest.mark.anyio
 async def test_a_failed_write_keeps_the_old_file_whole(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     s, r = store(tmp_path), record("first")
@@ -116,9 +121,28 @@ async def test_a_failed_write_keeps_the_old_file_whole(tmp_path: Path,
     assert [p.name for p in (tmp_path / tenant_dir("alice")).iterdir()] == [f"{r.id}.json"]
 
 
+@pytest.mark.anyio
 async def test_an_unreadable_file_is_dropped(tmp_path: Path) -> None:
     s, r = store(tmp_path), record()
     await s.put("alice", r)
     (tmp_path / tenant_dir("alice") / f"{r.id}.json").write_bytes(b"not json")
     assert await s.get("alice", r.id) is None
     assert len(s) == 0
+
+
+@pytest.mark.parametrize(("sessions", "key"), [
+    ({"responses_max": 0}, "sessions.responses_max"),
+    ({"responses_ttl_s": -1}, "sessions.responses_ttl_s"),
+    ({"responses_ttl_s": "soon"}, "sessions.responses_ttl_s"),
+])
+def test_config_errors_name_the_key(sessions: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"sessions": sessions})
+    assert err.value.key_path == key
+
+
+def test_the_ttl_defaults_to_the_sessions_ttl() -> None:
+    assert parse_config({"sessions": {"ttl_s": 60}}).sessions.response_ttl_s == 60
+    assert parse_config({"sessions": {"ttl_s": 60, "responses_ttl_s": 5}}
+                        ).sessions.response_ttl_s == 5
+    assert parse_config({}).sessions.responses_max == 10000

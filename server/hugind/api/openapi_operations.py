@@ -9,6 +9,7 @@ import msgspec
 
 from hugind.api import protocol as req
 from hugind.api import response_types as res
+from hugind.api.responses_protocol import ResponseCreateRequest
 
 
 @dataclass(frozen=True)
@@ -65,4 +66,8 @@ OPERATIONS: dict[str, Operation] = {
     "admin_providers": Operation(answer="providers, key states by fingerprint, failover "
                                         "activity", tag="admin"),
     "openapi_json": Operation(answer="this OpenAPI 3.1 document", tag="meta"),
+    "create_response": Operation(ResponseCreateRequest, answer=(
+        "the response; with `stream: true` a text/event-stream of typed events (`event:` "
+        "and `data:`), ending with response.completed or response.incomplete")),
+    "count_input_tokens": Operation(ResponseCreateRequest, answer="the input's token count"),
 }

@@ -44,14 +44,14 @@ MAX_PAGE = 100
 def response_store(request: Request) -> ResponseStore:
     """The app's store, made on first use: ``<sessions.dir>/responses``."""
     state = request.app.state
-    store = getattr(state, "response_store", None)
+    store: ResponseStore | None = getattr(state, "response_store", None)
     if store is None:
         live = Live.of(request)
         cfg = live.settings.config.sessions
         store = state.response_store = ResponseStore(
             live.folders()["sessions"] / "responses", max_count=cfg.responses_max,
             ttl_s=cfg.response_ttl_s)
-    return store  # type: ignore[no-any-return]
+    return store
 
 
 @dataclass
@@ -157,10 +157,10 @@ async def count_input_tokens(request: Request) -> Response[bytes]:
     body = await request.body()
     remote = rt.remote_model(body)
     if remote is not None:
-        return await rt.forward(request, remote)  # type: ignore[no-any-return]
+        return await rt.forward(request, remote)
     req = decode_body(body, ResponseCreateRequest)
     if not await rt.local(req.model):
-        return await rt.forward(request, req.model)  # type: ignore[no-any-return]
+        return await rt.forward(request, req.model)
     new = input_items(req.input) if req.input is not None else []
     turn = await _turn(request, rt, req, new)
     return json_response({"object": "response.input_tokens", "input_tokens": len(turn.prompt)})

@@ -244,7 +244,8 @@ def test_first_key_429_then_second_key_serves_and_activity_records_it(upstream) 
         assert response.status_code == 200
         assert response.json()["choices"][0]["message"]["content"] == "hi"
         assert response.headers["x-ratelimit-remaining-requests"] == "99"
-        assert response.headers["x-request-id"] == "req_up_1"
+        assert response.headers["x-upstream-request-id"] == "req_up_1"
+        assert response.headers["x-request-id"].startswith("req-")  # Hugind's own
         assert [r["key"] for r in fake.requests] == [KEY_429, KEY_OK]
         admin = client.get("/admin/providers").json()
     events = admin["activity"]

@@ -59,10 +59,13 @@ def upstream_request_headers(
 
 
 def client_response_headers(upstream_headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The upstream's end-to-end headers (status, content type, rate limits, request ids)."""
+    """The upstream's end-to-end headers (status, content type, rate limits). Its request id
+    comes back as ``x-upstream-request-id``: ``x-request-id`` is Hugind's own, the one its
+    logs carry."""
     pairs = list(upstream_headers)
     drop = _DROP_RESPONSE | _connection_tokens(pairs)
-    return [(name, value) for name, value in pairs if name.lower() not in drop]
+    return [("x-upstream-request-id" if name.lower() == "x-request-id" else name, value)
+            for name, value in pairs if name.lower() not in drop]
 
 
 def _bounded(seconds: float) -> float | None:

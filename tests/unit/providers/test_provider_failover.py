@@ -147,7 +147,7 @@ def test_client_errors_pass_through_once(status: int) -> None:
     response, body = chat(router)
     assert response.status == status
     assert json.loads(body)["error"]["message"] == "bad param"
-    assert ("x-request-id", "r1") in response.headers
+    assert ("x-upstream-request-id", "r1") in response.headers
     assert upstream.keys_used() == [KEY_A]
     assert router.activity() == []
 

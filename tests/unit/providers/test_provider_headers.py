@@ -48,7 +48,7 @@ def test_response_keeps_status_related_and_rate_limit_headers() -> None:
     out = client_response_headers(upstream)
     assert names(out) == [
         "content-type", "x-ratelimit-remaining-requests", "x-ratelimit-reset-tokens",
-        "retry-after", "x-request-id", "openai-processing-ms",
+        "retry-after", "x-upstream-request-id", "openai-processing-ms",
     ]
 
 

@@ -4,6 +4,7 @@ what ``store`` keeps, and remote models forwarded as sent."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,19 @@ def test_remote_models_are_forwarded_as_sent(tmp_path: Path) -> None:
             r = httpx.post(hugind + "/v1/responses", content=json.dumps(body), timeout=20)
     assert r.status_code == 200 and r.json() == {"id": "resp_up"}
     assert [json.loads(b) for b in upstream.bodies] == [body]
+
+
+def test_a_client_that_leaves_cancels_the_generation(tmp_path: Path) -> None:
+    engine = FakeEngine(["w"] * 300, delay_s=0.01, n_ctx=4096)
+    app = create_app(parse_config({}), engine=engine, base_dir=tmp_path)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        with client.stream("POST", "/v1/responses",
+                           json={"model": "fake", "input": "Hi", "stream": True}) as r:
+            for line in r.iter_lines():
+                if '"delta":"w"' in line:
+                    break
+        deadline = time.monotonic() + 5
+        while not engine.cancelled and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert engine.cancelled and not engine.finished
+    assert not list(tmp_path.rglob("resp_*.json"))  # an unfinished response is not stored

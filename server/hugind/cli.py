@@ -34,16 +34,19 @@ def _parser() -> argparse.ArgumentParser:
     pull = sub.add_parser("pull", help="download every hf: model the config names, ahead of "
                           "time (resumable)")
     pull.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
-    bench = sub.add_parser("bench", help="benchmark OpenAI-compatible servers (see bench/)",
-                           add_help=False)
-    bench.add_argument("args", nargs=argparse.REMAINDER)
+    # Listed for `hugind --help`; main() hands `bench ...` to bench/cli.py before parsing.
+    sub.add_parser("bench", help="benchmark OpenAI-compatible servers (see bench/)",
+                   add_help=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        # Handed over before parsing: argparse's REMAINDER refuses a first argument that looks
+        # like an option (`hugind bench --help`), and bench/cli.py has its own parser and help.
+        return _bench(argv[1:])
     args = _parser().parse_args(argv)
-    if args.command == "bench":
-        return _bench(args.args)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -5,6 +5,9 @@ Threading contract: an ``Embedder`` is created, used and closed by one owner thr
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
+import logging
 from contextlib import ExitStack
 
 import llama_cpp
@@ -14,14 +17,18 @@ from hugind.llama.context import ModelLoadError, Vocab, _load_model, read_metada
 from hugind.llama.params import ModelParams, context_params
 
 MAX_SEQS = 64
+log = logging.getLogger(__name__)
 
 
 class Embedder:
+    """One embedding context: causal LMs (mean of their token vectors) and encoders such as
+    BERT (non-causal; llama.cpp pools them with the GGUF's or the config's pooling)."""
+
     def __init__(self, params: ModelParams) -> None:
-        self.params = params
         self._stack = ExitStack()
         try:
             self._model = _load_model(params, self._stack)
+            params = _within_trained_context(params, self._model)
             cp = context_params(params)
             cp.n_seq_max = MAX_SEQS
             ctx = llama_cpp.llama_init_from_model(self._model, cp)
@@ -31,6 +38,7 @@ class Embedder:
         except BaseException:
             self._stack.close()
             raise
+        self.params = params
         self._ctx = ctx
         self.vocab = Vocab(self._model)
         self.metadata = read_metadata(self._model)
@@ -96,3 +104,15 @@ class Embedder:
             norm = float(np.linalg.norm(vec))
             vectors.append(vec / norm if norm > 0 else vec)
         return vectors
+
+
+def _within_trained_context(params: ModelParams, model: ctypes.c_void_p) -> ModelParams:
+    """``params`` with ``n_ctx`` cut to the model's trained context: an encoder's absolute
+    position table (BERT: 512 rows) has no row past it, so a longer input is refused (400)
+    instead of being embedded with positions the model never learned."""
+    n_train = int(llama_cpp.llama_model_n_ctx_train(model))
+    if 0 < n_train < params.n_ctx:
+        log.info("embedding model %s: n_ctx %d cut to its trained context %d", params.path,
+                 params.n_ctx, n_train)
+        return dataclasses.replace(params, n_ctx=n_train)
+    return params

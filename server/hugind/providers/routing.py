@@ -11,6 +11,11 @@ without its ``/v1`` prefix (``/v1/images/edits`` and ``/images/edits`` both beco
 ``images/edits``). A pattern with glob characters uses fnmatch; a plain one matches itself and
 everything under it (``audio`` matches ``audio/speech``). ``None`` means every endpoint that Hugind
 does not serve natively.
+
+Precedence for a non-native endpoint (:func:`select`): providers whose model rules match the
+request's model come first; among the rest, a provider that names the endpoint explicitly wins
+over one that takes it by default (``endpoints`` unset), the most specific pattern first (see
+:func:`specificity`), then config order.
 """
 
 from __future__ import annotations
@@ -109,14 +114,32 @@ class Route:
 
     def takes_endpoint(self, path: str) -> bool:
         """Whether this provider takes requests to ``path`` regardless of the model."""
+        return self.claim(path) is not None
+
+    def claim(self, path: str) -> tuple[int, int] | None:
+        """How strongly this provider takes ``path``: ``None`` not at all, ``(0, 0)`` by
+        default (``endpoints`` unset), else the :func:`specificity` of its best pattern."""
         norm = normalize_path(path)
         if self.endpoints is None:
-            return norm not in NATIVE_ENDPOINTS
-        return any(_endpoint_matches(norm, pattern) for pattern in self.endpoints)
+            return None if norm in NATIVE_ENDPOINTS else (0, 0)
+        ranks = [specificity(norm, p) for p in self.endpoints if _endpoint_matches(norm, p)]
+        return max(ranks, default=None)
 
     def exact_models(self) -> list[str]:
         """Exact model ids, for ``/v1/models`` (globs and prefixes cannot be listed)."""
         return [rule.pattern for rule in self.models if rule.kind == "exact"]
+
+
+def specificity(path: str, pattern: str) -> tuple[int, int]:
+    """The rank of an explicit ``pattern`` that matches ``path``; higher wins.
+
+    An exact path (``images/generations``) beats any pattern; otherwise the pattern with more
+    literal characters wins (``images/gen*`` over ``images/*`` over ``images``). Every explicit
+    rank is above a default taker's ``(0, 0)``.
+    """
+    if pattern == path:
+        return (2, len(pattern))
+    return (1, sum(ch not in _GLOB_CHARS for ch in pattern))
 
 
 def _endpoint_matches(path: str, pattern: str) -> bool:
@@ -133,7 +156,9 @@ def select(
     - Native endpoints (chat, completions, embeddings) go only to providers serving ``model``.
     - Other endpoints go to providers taking the endpoint. If the request names a model and some
       of those providers serve it, only those are tried; otherwise all of them are (the upstream
-      then decides about a model no rule names).
+      then decides about a model no rule names). Among those, providers that name the endpoint
+      explicitly shut out the ones that take it by default, and are tried most specific claim
+      first, then in config order.
 
     Returns:
         ``(index, upstream_model)`` pairs; ``upstream_model`` is ``None`` when the request has no
@@ -144,10 +169,17 @@ def select(
             return []
         return [(i, name) for i, r in enumerate(routes)
                 if (name := r.upstream_model(model)) is not None]
-    takers = [i for i, r in enumerate(routes) if r.takes_endpoint(path)]
+    claims = {i: rank for i, r in enumerate(routes) if (rank := r.claim(path)) is not None}
     if model is not None:
-        serving = [(i, name) for i in takers
-                   if (name := routes[i].upstream_model(model)) is not None]
+        serving = {i: name for i in claims if (name := routes[i].upstream_model(model)) is not None}
         if serving:
-            return serving
-    return [(i, None) for i in takers]
+            return [(i, serving[i]) for i in _by_claim({i: claims[i] for i in serving})]
+    return [(i, None) for i in _by_claim(claims)]
+
+
+def _by_claim(claims: dict[int, tuple[int, int]]) -> list[int]:
+    """Explicit claims (most specific first, then config order), or else the default takers."""
+    explicit = [i for i, rank in claims.items() if rank > (0, 0)]
+    if not explicit:
+        return sorted(claims)
+    return sorted(explicit, key=lambda i: (-claims[i][0], -claims[i][1], i))

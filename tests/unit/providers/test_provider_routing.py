@@ -111,6 +111,45 @@ def test_select_non_native_prefers_providers_serving_the_model() -> None:
         Route.from_config([], ["images/*"]),
     ]
     assert select(routes, "/v1/images/generations", "dall-e-3") == [(1, "dall-e-3")]
-    assert select(routes, "/v1/images/generations", "unknown") == [(0, None), (1, None), (2, None)]
-    assert select(routes, "/v1/images/generations", None) == [(0, None), (1, None), (2, None)]
+    # No provider serves the model: the explicit claims win, `images/*` before `images`.
+    assert select(routes, "/v1/images/generations", "unknown") == [(2, None), (0, None)]
+    assert select(routes, "/v1/images/generations", None) == [(2, None), (0, None)]
     assert select(routes, "/v1/files", None) == [(1, None)]
+
+
+def test_explicit_endpoint_beats_a_default_taker_listed_first() -> None:
+    # Issue 18: A takes every non-native endpoint by default and is listed first; B names images.
+    routes = [Route.from_config(["gpt-4o*"], None),
+              Route.from_config([], ["/v1/images/*", "/v1/moderations"])]
+    assert select(routes, "/v1/images/generations", "dall-e-3") == [(1, None)]
+    assert select(routes, "/v1/moderations", None) == [(1, None)]
+    assert select(routes, "/v1/audio/speech", "tts-1") == [(0, None)]  # only A takes it
+
+
+@pytest.mark.parametrize(
+    ("patterns", "path", "order"),
+    [
+        # the most specific claim first, whatever the config order
+        ([["images"], ["images/*"], ["images/generations"]], "images/generations", [2, 1, 0]),
+        ([["images/gen*"], ["images/*"]], "images/generations", [0, 1]),
+        ([["images/*"], ["images/gen*"]], "images/generations", [1, 0]),
+        # equal claims keep config order
+        ([["images/*"], ["images/*"], ["audio"]], "images/edits", [0, 1]),
+        ([["audio"], ["audio"]], "audio/speech", [0, 1]),
+        # a provider's best pattern is its claim
+        ([["images", "images/edits"], ["images/*"]], "images/edits", [0, 1]),
+    ],
+)
+def test_most_specific_claim_then_config_order(
+    patterns: list[list[str]], path: str, order: list[int]
+) -> None:
+    routes = [Route.from_config([], p) for p in patterns]
+    assert [i for i, _ in select(routes, path, None)] == order
+
+
+def test_a_provider_serving_the_model_comes_before_endpoint_claims() -> None:
+    routes = [Route.from_config([], ["images/generations"]),
+              Route.from_config(["dall-e-*"], None),
+              Route.from_config(["dall-e-3"], ["images"])]
+    assert select(routes, "/v1/images/generations", "dall-e-3") == [(2, "dall-e-3")]
+    assert select(routes, "/v1/images/generations", "dall-e-2") == [(1, "dall-e-2")]

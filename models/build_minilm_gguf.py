@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,7 +96,7 @@ def convert(converter: Path, model_dir: Path, gguf: Path) -> None:
         [sys.executable, str(converter), str(model_dir), "--outtype", "f16", "--outfile", str(tmp)],
         check=True,
     )
-    os.replace(tmp, gguf)
+    tmp.replace(gguf)
 
 
 def reference_vectors(model_dir: Path, texts: list[str]) -> list[list[float]]:
@@ -125,7 +124,7 @@ def main() -> int:
             "vectors": reference_vectors(model_dir, texts)}
     tmp = args.reference.with_name(args.reference.name + ".tmp")
     tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, args.reference)
+    tmp.replace(args.reference)
     return 0
 
 

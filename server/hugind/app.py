@@ -64,16 +64,23 @@ def create_app(config: Config, *, engine: Engine | None = None,
     provider_router = None
     if config.providers:
         from hugind.api.forward import forward_route_handlers, forward_to_provider
+        from hugind.api.provider_keys import provider_admin_handlers
         from hugind.api.provider_swap import LiveRouter
         from hugind.providers import ProviderRouter
+        from hugind.providers.state import open_state
 
         # Local names come from the engine (an injected one may serve other models than the
         # config lists); a local name is never forwarded nor listed as remote.
         local_names = {n for m in engine.models() for n in (m.id, *m.aliases)}
         local_names |= {n for m in config.models for n in m.names}
         # Through a LiveRouter, so a SIGHUP can swap providers under running relays.
-        router = provider_router = LiveRouter(ProviderRouter(list(config.providers), local_names),
-                                              local_names)
+        # Runtime keys and the activity log outlive reloads (via LiveRouter) and, for a served
+        # app (a base_dir or config_path), restarts; an app embedded bare keeps them in memory.
+        persist = base_dir is not None or config_path is not None
+        state = open_state(config, live.base_dir if persist else None)
+        router = provider_router = LiveRouter(
+            ProviderRouter(list(config.providers), local_names, activity=state.activity,
+                           keystore=state.keystore), local_names)
         live.providers = router
 
         async def forward(request: Any, model: str) -> Any:
@@ -82,6 +89,7 @@ def create_app(config: Config, *, engine: Engine | None = None,
         runtime.forwarder = forward
         runtime.remote_models = provider_router.remote_models
         handlers += forward_route_handlers(provider_router)
+        handlers += provider_admin_handlers(provider_router)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -101,8 +101,16 @@ class ServerConfig(Base):
     shutdown_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 30.0
     load_timeout_s: Annotated[float, Meta(gt=0)] = 600.0
     max_loaded_models: PositiveInt | None = None
+    # Encrypts provider keys added through the admin API (Fernet, stored under state_dir);
+    # typically ${HUGIND_SECRET_KEY}. Unset: adding keys is refused.
+    secret_key: str | None = None
+    # Where runtime provider keys and the activity log are kept (default: sessions.dir).
+    state_dir: str | None = None
 
     def __post_init__(self) -> None:
+        if self.secret_key is not None and len(self.secret_key.strip()) < 16:
+            raise ValueError("secret_key: must hold at least 16 characters (is its environment "
+                             "variable set?)")
         for i, entry in enumerate(self.api_keys):
             key = entry if isinstance(entry, str) else entry.key
             where = f"api_keys[{i}]" if isinstance(entry, str) else f"api_keys[{i}].key"
@@ -218,6 +226,9 @@ class TimeoutConfig(Base):
 
 
 _NATIVE_ENDPOINTS = frozenset({"chat/completions", "completions", "embeddings"})
+_HEADER_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
+#: Hugind's own credentials (and headers every request has) cannot carry a provider key.
+_RESERVED_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "host"})
 
 
 class ProviderConfig(Base):
@@ -236,8 +247,17 @@ class ProviderConfig(Base):
     retry_reads: bool = False
     breaker_failures: PositiveInt | None = None
     breaker_open_s: Annotated[float, Meta(ge=0)] = 10.0
+    # A request header (e.g. X-OpenAI-API-Key) whose value, when a request carries it, is
+    # tried first as this provider's key for that request only; never forwarded or kept.
+    client_key_header: str | None = None
 
     def __post_init__(self) -> None:
+        if self.client_key_header is not None:
+            header = self.client_key_header.lower()
+            if not _HEADER_RE.fullmatch(header) or header in _RESERVED_HEADERS:
+                raise ValueError(f"client_key_header: '{self.client_key_header[:80]}' must be "
+                                 "a header name other than Authorization, X-Api-Key, Api-Key, "
+                                 "Cookie and Host")
         rest = self.base_url.split("://", 1)[1]
         if "?" in rest or "#" in rest or re.search(r"(^|/)\.\.?(/|$)", rest):
             raise ValueError("base_url: must not hold a query, a fragment or '.'/'..' segments")
@@ -349,7 +369,8 @@ _AT_RE = re.compile(r" - at `\$(.*)`$")
 _KEY_PREFIX_RE = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\])*(?:\.[A-Za-z_]\w*(?:\[\d+\])*)*): (.+)$",
                             re.DOTALL)
 #: Keys whose values are credentials: a wrong value is never echoed back in a message.
-_SECRET_KEY_RE = re.compile(r"(?:^|\.)(?:api_keys|admin_keys|headers|key)(?:\[|\.|$)")
+_SECRET_KEY_RE = re.compile(
+    r"(?:^|\.)(?:api_keys|admin_keys|headers|key|secret_key)(?:\[|\.|$)")
 
 
 def _value_at(data: Any, key_path: str) -> Any:

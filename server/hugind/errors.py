@@ -10,6 +10,7 @@ Exception tree (status in brackets)::
     ├── NotFoundError                 [404] not_found_error
     │   └── ModelNotFoundError        [404] code=model_not_found
     ├── MethodNotAllowedError         [405]
+    ├── ConflictError                 [409] conflict (e.g. a read-only YAML key)
     ├── RequestTooLargeError          [413]
     ├── RateLimitError                [429] rate_limit_error
     │   ├── QueueFullError            [429] code=queue_full (carries retry_after_s)
@@ -105,6 +106,14 @@ class ModelNotFoundError(NotFoundError):
 
     def __init__(self, model: str) -> None:
         super().__init__(f"The model '{model}' does not exist", param="model")
+
+
+class ConflictError(OpenAIError):
+    """The request is valid but conflicts with the server's state or setup."""
+
+    status = HTTPStatus.CONFLICT
+    type = "invalid_request_error"
+    default_code = "conflict"
 
 
 class MethodNotAllowedError(OpenAIError):

@@ -59,7 +59,7 @@ def forward_route_handlers(router: Router) -> list[HTTPRouteHandler]:
 
     @get("/admin/providers", name="admin_providers", opt={"admin": True})
     async def admin_providers(
-        limit: int | None = None, provider: str | None = None
+        limit: int | None = 500, provider: str | None = None
     ) -> dict[str, Any]:
         """Providers, each key's state by fingerprint, and the failover activity log."""
         return {

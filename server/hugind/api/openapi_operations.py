@@ -9,6 +9,7 @@ import msgspec
 
 from hugind.api import protocol as req
 from hugind.api import response_types as res
+from hugind.api.provider_keys import AddKeyRequest, UpdateKeyRequest
 from hugind.api.responses_protocol import ResponseCreateRequest
 
 
@@ -65,6 +66,15 @@ OPERATIONS: dict[str, Operation] = {
                                      "folders, GPU memory"),
     "admin_providers": Operation(answer="providers, key states by fingerprint, failover "
                                         "activity", tag="admin"),
+    "admin_keys_list": Operation(answer="the provider's keys by id and fingerprint",
+                                 tag="admin"),
+    "admin_keys_add": Operation(AddKeyRequest, answer="the added key (never the key itself)",
+                                tag="admin"),
+    "admin_keys_update": Operation(UpdateKeyRequest, answer="the key", tag="admin"),
+    "admin_keys_delete": Operation(answer="the deleted key's id", tag="admin"),
+    "admin_keys_delete_runtime": Operation(answer="how many runtime keys were deleted",
+                                           tag="admin"),
+    "admin_activity": Operation(answer="key and failover actions, oldest first", tag="admin"),
     "openapi_json": Operation(answer="this OpenAPI 3.1 document", tag="meta"),
     "create_response": Operation(ResponseCreateRequest, answer=(
         "the response; with `stream: true` a text/event-stream of typed events (`event:` "

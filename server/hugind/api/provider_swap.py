@@ -1,7 +1,9 @@
 """The provider router in force, swapped by a config reload without cutting relays.
 
 A reload builds a new :class:`ProviderRouter` and swaps it in; requests already relayed by the
-old one keep its connection pools, which close once the last of those responses is closed.
+old one keep its connection pools, which close once the last of those responses is closed. The
+new router gets the old one's activity log and key store, so keys added through the admin API
+(and the selected key) stay in force across reloads.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from hugind.config import ProviderConfig
 from hugind.providers import ProviderRouter, UpstreamResponse
+from hugind.providers.key_admin import KeyAdmin
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +34,10 @@ class LiveRouter:
         self._closing: set[asyncio.Task[None]] = set()
 
     def build(self, configs: list[ProviderConfig]) -> ProviderRouter:
-        """A router for ``configs`` with the same local names (raises ``ConfigError``)."""
-        return ProviderRouter(configs, self._native)
+        """A router for ``configs`` with the same local names, activity log and key store
+        (raises ``ConfigError``)."""
+        return ProviderRouter(configs, self._native, activity=self.current.activity_log,
+                              keystore=self.current.keystore)
 
     def swap(self, router: ProviderRouter) -> None:
         old, self.current = self.current, router
@@ -81,9 +86,13 @@ class LiveRouter:
     def key_states(self) -> list[dict[str, Any]]:
         return self.current.key_states()
 
-    def activity(self, limit: int | None = None,
-                 provider: str | None = None) -> list[dict[str, Any]]:
-        return self.current.activity(limit, provider)
+    def activity(self, limit: int | None = None, provider: str | None = None,
+                 **filters: Any) -> list[dict[str, Any]]:
+        return self.current.activity(limit, provider, **filters)
+
+    @property
+    def keys(self) -> KeyAdmin:
+        return self.current.keys
 
     async def aclose(self) -> None:
         """Close the current router and any replaced one still open (shutdown)."""

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
 from hugind.config import ProviderConfig
 from hugind.providers.breaker import CircuitBreaker
 from hugind.providers.headers import upstream_request_headers
-from hugind.providers.keys import Clock, KeyPool
+from hugind.providers.keys import Clock, KeyPool, KeyState
 from hugind.providers.routing import Route, normalize_path
 from hugind.providers.urls import upstream_url
 
@@ -38,6 +38,8 @@ class ForwardRequest:
         query: the raw query string, without ``?``.
         headers: the client's headers (hop-by-hop and credentials are dropped later).
         body: the raw body, replayed unchanged on every attempt except for a model rename.
+        client_keys: values of the providers' ``client_key_header`` headers (lower-cased
+            names), taken out of ``headers``; never printed.
     """
 
     method: str
@@ -45,6 +47,12 @@ class ForwardRequest:
     query: str
     headers: list[tuple[str, str]]
     body: bytes
+    client_keys: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The request's own keys, scrubbed from what Hugind relays or says."""
+        return tuple(self.client_keys.values())
 
     @property
     def content_type(self) -> str:
@@ -107,9 +115,7 @@ class Provider:
         keys = config.all_api_keys()
         self.pool = KeyPool(keys, config.cooldown_s, clock)
         # Long extra header values may be credentials too (Azure's ``api-key``).
-        self.secrets: tuple[str, ...] = tuple(keys) + tuple(
-            v for v in config.headers.values() if len(v) >= 16
-        )
+        self._header_secrets = tuple(v for v in config.headers.values() if len(v) >= 16)
         self.breaker = CircuitBreaker(
             config.breaker_failures or max(len(self.pool), MIN_BREAKER_FAILURES),
             config.breaker_open_s, clock,
@@ -122,6 +128,18 @@ class Provider:
             transport=transport,
             follow_redirects=False,
         )
+
+    def request_key(self, request: ForwardRequest) -> KeyState | None:
+        """The key the request brought for this provider (``client_key_header``), if any."""
+        header = self.config.client_key_header
+        key = request.client_keys.get(header.lower()) if header else None
+        return KeyState(key, id="request", source="request") if key else None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every key of the pool (YAML and runtime) and long extra header values."""
+        keys = tuple(s.key for s in self.pool.states if s.key is not None)
+        return keys + self._header_secrets
 
     @property
     def max_attempts(self) -> int:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -112,7 +113,8 @@ class Failover:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._activity = activity
-        self._secrets = secrets
+        #: Every configured key; the router replaces it when keys are added or deleted.
+        self.secrets = secrets
         self._sleep = sleep
         self._jitter = jitter
 
@@ -163,9 +165,13 @@ class Failover:
     ) -> UpstreamResponse | None:
         """Up to ``max_attempts`` attempts (one for a breaker trial); failures are appended."""
         max_attempts = 1 if trial else provider.max_attempts
+        # The request's own key (client_key_header) first, then the pool's, selected first.
+        request_key = provider.request_key(request)
         state: KeyState | None = None
         attempts = transient = 0
-        while attempts < max_attempts and (state := provider.pool.pick(state)) is not None:
+        while attempts < max_attempts and (
+            state := request_key if state is None and request_key else provider.pool.pick(state)
+        ) is not None:
             if attempts and not failures[-1].cooled:
                 transient += 1
                 await self._backoff(provider, transient)
@@ -211,7 +217,8 @@ class Failover:
         except httpx.HTTPError as exc:
             return self._fail(provider, state, f"connection failed ({type(exc).__name__})")
         try:
-            return await self._read_head(provider, state, response)
+            return await self._read_head(provider, state, response,
+                                         self.secrets + request.secrets)
         except httpx.TimeoutException:
             await response.aclose()
             return self._fail(provider, state, "timed out before the first byte", timed_out=True,
@@ -228,26 +235,31 @@ class Failover:
             raise
 
     async def _read_head(
-        self, provider: Provider, state: KeyState, response: httpx.Response
+        self, provider: Provider, state: KeyState, response: httpx.Response,
+        secrets: tuple[str, ...],
     ) -> UpstreamResponse | Failure:
         """Classify the answer; read an error body whole, or a good body's first chunk."""
         status = response.status_code
         chunks: AsyncIterator[bytes] | None = None
         if is_retryable(status):
             try:
-                detail = upstream_reason(await read_bounded(response, 64 * 1024), self._secrets)
+                detail = upstream_reason(await read_bounded(response, 64 * 1024), secrets)
             except httpx.HTTPError:
                 detail = ""
             finally:
                 await response.aclose()
             reason = f"HTTP {status}" + (f": {detail}" if detail else "")
+            if status in KEY_STATUSES and state.source == "request":
+                # A request's own key is not the pool's: nothing to cool, the next key now.
+                failure = self._fail(provider, state, reason, status=status)
+                return dataclasses.replace(failure, cooled=True)
             if status in KEY_STATUSES:
                 return self._cool(provider, state, reason, status=status,
                                   retry_after=retry_after_s(response.headers))
             return self._fail(provider, state, reason, status=status)
         if status >= HTTPStatus.BAD_REQUEST:
             try:
-                head = redact_bytes(await read_bounded(response), self._secrets)
+                head = redact_bytes(await read_bounded(response), secrets)
             finally:
                 await response.aclose()
         else:

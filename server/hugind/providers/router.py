@@ -12,11 +12,13 @@ import anyio
 import httpx
 
 from hugind.config import ConfigError, ProviderConfig
-from hugind.errors import InvalidRequestError, ModelNotFoundError, NotFoundError
+from hugind.errors import ConflictError, InvalidRequestError, ModelNotFoundError, NotFoundError
 from hugind.providers.activity import ActivityLog
 from hugind.providers.client import ForwardRequest, Provider
 from hugind.providers.failover import Failover, Sleep
+from hugind.providers.key_admin import KeyAdmin, apply_stored
 from hugind.providers.keys import Clock
+from hugind.providers.keystore import KeyStore
 from hugind.providers.response import UpstreamResponse
 from hugind.providers.routing import is_native_endpoint, normalize_path, select
 from hugind.providers.urls import check_path
@@ -30,9 +32,12 @@ class ProviderRouter:
         native_model_ids: ids and aliases of local models; these are never forwarded.
         transport: an httpx transport for every provider instead of the network (tests).
         clock: monotonic clock for key cooldowns and circuit breakers (tests).
-        max_events: how many activity-log events are kept.
+        max_events: how many activity-log events are kept (when ``activity`` is not given).
         sleep: awaited for each backoff between attempts (tests).
         jitter: ``[0, 1)`` source for the backoff jitter (tests).
+        activity: the activity log to record into (a reload hands the old router's on).
+        keystore: runtime keys and selections, applied to the pools here; without one the
+            key-management methods refuse.
 
     Threading: create and use it on the server's event loop; call :meth:`aclose` on shutdown.
     """
@@ -40,8 +45,9 @@ class ProviderRouter:
     def __init__(
         self, configs: Iterable[ProviderConfig], native_model_ids: Iterable[str] = (), *,
         transport: httpx.AsyncBaseTransport | None = None, clock: Clock = time.monotonic,
-        max_events: int = 500, sleep: Sleep = anyio.sleep,
-        jitter: Callable[[], float] = random.random,
+        max_events: int = 10_000, sleep: Sleep = anyio.sleep,
+        jitter: Callable[[], float] = random.random, activity: ActivityLog | None = None,
+        keystore: KeyStore | None = None,
     ) -> None:
         self._providers: list[Provider] = []
         for i, config in enumerate(configs):
@@ -50,9 +56,38 @@ class ProviderRouter:
             except ConfigError as exc:  # an unreadable key file: name it as the YAML does
                 raise ConfigError(f"providers[{i}].{exc.key_path}", exc.message) from None
         self._native = frozenset(native_model_ids)
-        self._log = ActivityLog(max_events)
-        secrets = tuple(k for p in self._providers for k in p.secrets)
-        self._failover = Failover(self._log, secrets, sleep=sleep, jitter=jitter)
+        self._log = activity if activity is not None else ActivityLog(max_events)
+        self.keystore = keystore
+        if keystore is not None:
+            for provider in self._providers:
+                apply_stored(provider, keystore)
+        # Lower-cased client_key_header names: read into ForwardRequest, never sent upstream.
+        self._key_headers = frozenset(h.lower() for p in self._providers
+                                      if (h := p.config.client_key_header))
+        self._failover = Failover(self._log, self._secrets(), sleep=sleep, jitter=jitter)
+
+    def _secrets(self) -> tuple[str, ...]:
+        return tuple(k for p in self._providers for k in p.secrets)
+
+    def _refresh_secrets(self) -> None:
+        self._failover.secrets = self._secrets()
+
+    @property
+    def activity_log(self) -> ActivityLog:
+        return self._log
+
+    @property
+    def keys(self) -> KeyAdmin:
+        """Runtime key management (the admin API).
+
+        Raises:
+            ConflictError: the router was built without a key store.
+        """
+        if self.keystore is None:
+            raise ConflictError("Runtime key management is off on this server",
+                                code="key_store_off")
+        return KeyAdmin({p.name: p for p in self._providers}, self.keystore, self._log,
+                        self._refresh_secrets)
 
     @property
     def providers(self) -> list[Provider]:
@@ -120,9 +155,25 @@ class ProviderRouter:
         picked = select([p.route for p in self._providers], route_path, model)
         if not picked:
             raise self._no_route(method, route_path, model)
-        request = ForwardRequest(method.upper(), path, query, list(headers), body)
+        sent, client_keys = self._split_key_headers(headers)
+        request = ForwardRequest(method.upper(), path, query, sent, body, client_keys)
         candidates = [(self._providers[i], name) for i, name in picked]
         return await self._failover.run(candidates, request, model)
+
+    def _split_key_headers(
+        self, headers: Iterable[tuple[str, str]]
+    ) -> tuple[list[tuple[str, str]], dict[str, str]]:
+        """The headers to forward, and the ``client_key_header`` values taken out of them."""
+        sent: list[tuple[str, str]] = []
+        keys: dict[str, str] = {}
+        for name, value in headers:
+            lower = name.lower()
+            if lower in self._key_headers:
+                if value.strip():
+                    keys[lower] = value.strip()
+            else:
+                sent.append((name, value))
+        return sent, keys
 
     @staticmethod
     def _no_route(method: str, path: str, model: str | None) -> Exception:
@@ -136,10 +187,11 @@ class ProviderRouter:
         )
 
     def activity(
-        self, limit: int | None = None, provider: str | None = None
+        self, limit: int | None = None, provider: str | None = None, **filters: Any
     ) -> list[dict[str, Any]]:
-        """Failover events, oldest first; keys appear only as fingerprints."""
-        return self._log.events(limit, provider)
+        """Events, oldest first; keys appear only as fingerprints. ``filters`` go to
+        :meth:`ActivityLog.events` (``action``, ``since``, ``until``, ``actions_only``)."""
+        return self._log.events(limit, provider, **filters)
 
     def key_states(self) -> list[dict[str, Any]]:
         """Each key of each provider, by fingerprint, with its cooldown and counters."""

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from bench import SCHEMA, invariance, memory
-from bench.client import HttpRunner, Runner, Target, probe_capabilities
+from bench.client import HttpRunner, Runner, Target, probe_capabilities, probe_embeddings
 from bench.machine import machine_facts
 from bench.peers import KINDS, ManagedServer, PeerConfig, PeerError, default_model_path
 from bench.report import load_report, write_report
@@ -258,10 +258,19 @@ def _peer_configs(args: argparse.Namespace, first_port: int = 0) -> list[PeerCon
             common["llama_server_bin"] = args.llama_server_bin
         port = first_port + i if first_port else 0
         embed_id = args.hugind_embed_model or None if kind == "hugind" else None
+        if kind != "hugind" and _embeddings_only(args):
+            # An embedding model (BERT) has no generation side: only the embed instance, as
+            # the target itself.
+            cfgs.append(PeerConfig(name=name, port=port, embed=True, **common))
+            continue
         cfgs.append(PeerConfig(name=name, port=port, embed_model_id=embed_id, **common))
         if args.peer_embeddings and kind != "hugind":
             cfgs.append(PeerConfig(name=name + "-embed", embed=True, **common))
     return cfgs
+
+
+def _embeddings_only(args: argparse.Namespace) -> bool:
+    return list(getattr(args, "scenarios", [])) == ["embeddings"]
 
 
 def _start_all(
@@ -299,6 +308,8 @@ def _targets_from_servers(servers: Sequence[ManagedServer]) -> list[tuple[Target
             if base is not None:
                 base.embed_url = s.url
                 base.embed_model = s.cfg.model_id
+            elif s.cfg.name not in by_name:  # an embeddings-only run: its own target
+                out.append((s.target(), s))
     return out
 
 
@@ -397,9 +408,12 @@ async def _run_async(
         usable: list[tuple[Target, ManagedServer | None]] = []
         report["unavailable"] = []
         for t, s in pairs:
-            probe = await probe_capabilities(
-                client, t, timeout_s=args.request_timeout_s, endpoint=args.endpoint
-            )
+            if _embeddings_only(args):
+                probe = await probe_embeddings(client, t, timeout_s=args.request_timeout_s)
+            else:
+                probe = await probe_capabilities(
+                    client, t, timeout_s=args.request_timeout_s, endpoint=args.endpoint
+                )
             if probe.ok:
                 progress(
                     f"{t.name}: ok ({probe.ttft_ms and round(probe.ttft_ms)} ms), "

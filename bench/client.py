@@ -343,6 +343,15 @@ class HttpRunner:
         )
 
 
+async def probe_embeddings(
+    client: httpx.AsyncClient, target: Target, timeout_s: float = 60.0
+) -> RequestResult:
+    """One tiny embeddings request: the probe of a target that only embeds."""
+    spec = RequestSpec(kind="embeddings", inputs=["probe"], stream=False,
+                       labels={"scenario": "probe"})
+    return await send_request(client, target, spec, timeout_s=timeout_s)
+
+
 async def probe_capabilities(
     client: httpx.AsyncClient, target: Target, timeout_s: float = 60.0, endpoint: str = "chat"
 ) -> RequestResult:

@@ -28,7 +28,8 @@ class Embedder:
         self._stack = ExitStack()
         try:
             self._model = _load_model(params, self._stack)
-            params = _within_trained_context(params, self._model)
+            metadata = read_metadata(self._model)
+            params = _encoder_flash_attn(_within_trained_context(params, self._model), metadata)
             cp = context_params(params)
             cp.n_seq_max = MAX_SEQS
             ctx = llama_cpp.llama_init_from_model(self._model, cp)
@@ -41,7 +42,7 @@ class Embedder:
         self.params = params
         self._ctx = ctx
         self.vocab = Vocab(self._model)
-        self.metadata = read_metadata(self._model)
+        self.metadata = metadata
         self.n_ctx = llama_cpp.llama_n_ctx(ctx)
         self.n_batch = llama_cpp.llama_n_batch(ctx)
         self.n_embd = llama_cpp.llama_model_n_embd(self._model)
@@ -115,4 +116,16 @@ def _within_trained_context(params: ModelParams, model: ctypes.c_void_p) -> Mode
         log.info("embedding model %s: n_ctx %d cut to its trained context %d", params.path,
                  params.n_ctx, n_train)
         return dataclasses.replace(params, n_ctx=n_train)
+    return params
+
+
+def _encoder_flash_attn(params: ModelParams, metadata: dict[str, str]) -> ModelParams:
+    """Flash attention on for an encoder (``<arch>.attention.causal = false``, e.g. BERT)
+    unless the config says otherwise: without it a decode that packs many inputs pays for
+    attention across all of their tokens (measured, all-MiniLM-L6-v2 on 2 cores: 148 inputs/s
+    at 128 inputs off, 408 on). Causal LMs keep the default: measured on Gemma 3 270M, an
+    input's vector then changes with the inputs packed beside it."""
+    arch = metadata.get("general.architecture", "")
+    if params.flash_attn is None and metadata.get(f"{arch}.attention.causal") == "false":
+        return dataclasses.replace(params, flash_attn=True)
     return params

@@ -119,10 +119,4 @@ def context_params(p: ModelParams) -> llama_cpp.llama_context_params:
         cp.n_batch = max(p.n_batch, p.n_ctx)
         cp.n_ubatch = cp.n_batch
         cp.pooling_type = POOLING[p.pooling] if p.pooling else -1
-        if p.flash_attn is None:
-            # Auto (llama.cpp's default, on for the CPU too): an embedding context reuses no
-            # KV, so the exact-resume reason above does not apply, and without it a batch
-            # that packs many inputs pays for attention across all of their tokens (measured,
-            # all-MiniLM-L6-v2 on 2 cores: 148 inputs/s at 128 inputs off, 408 on).
-            cp.flash_attn_type = -1
     return cp

@@ -185,12 +185,12 @@ class Load:
                 continue
             rep.requests += 1
             rep.kinds[kind] += 1
+            if session and status in (0, 200):  # one that left mid-stream may hold one too
+                self.sessions.add(session)
             if status == 0:
                 rep.disconnects += 1
                 continue
             rep.statuses[str(status)] += 1
-            if session and status == 200:
-                self.sessions.add(session)
             if status == 200:
                 problem = self.check(kind, i, answer)
                 if problem:

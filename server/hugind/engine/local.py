@@ -219,8 +219,7 @@ class LocalEngine:
         def set_state(state: str, error: str | None) -> None:
             if h.generation != generation or h.state == "unloading":
                 return  # a worker being stopped, or one from before the last reload
-            if state == "failed":
-                log.error("model %s failed to load: %s", h.cfg.id, error)
+            if state == "failed":  # the worker has logged the full reason
                 error = public_reason(Exception(error)) if error else None
             h.error = error
             h.state = state

@@ -132,6 +132,12 @@ class FakeEngine:
     async def delete_session(self, tenant: str, name: str) -> bool:
         return False
 
+    async def export_session(self, tenant: str, name: str) -> bytes | None:
+        return None
+
+    async def import_session(self, tenant: str, name: str, blob: bytes) -> dict[str, Any]:
+        return {"name": name, "model": "fake", "tokens": 0}
+
     def stats(self) -> dict[str, Any]:
         return {"fake": {"requests": len(self.requests)}}
 

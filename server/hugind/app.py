@@ -31,7 +31,14 @@ from hugind.api.reload import install_sighup
 from hugind.api.request_id import request_ids
 from hugind.api.responses import RESPONSES_HANDLERS
 from hugind.api.runtime import Runtime
-from hugind.api.sessions import delete_session, get_session, list_sessions, session_stats
+from hugind.api.sessions import (
+    delete_session,
+    export_session,
+    get_session,
+    import_session,
+    list_sessions,
+    session_stats,
+)
 from hugind.api.settings import Live, Settings
 from hugind.api.throttle import add_ratelimit_headers, rate_limit_guard
 from hugind.api.tokenize import detokenize, render_chat, tokenize
@@ -44,6 +51,7 @@ NATIVE_HANDLERS = [
     health, health_live, health_ready, metrics,
     list_models, get_model, chat_completions, completions, embeddings, tokenize,
     detokenize, render_chat, list_sessions, session_stats, get_session, delete_session,
+    export_session, import_session,
     openapi_json, *ADMIN_HANDLERS, *RESPONSES_HANDLERS, *MESSAGES_HANDLERS,
 ]
 

@@ -210,6 +210,9 @@ class SessionsConfig(Base):
     # Write-behind: each finished turn reaches disk within this many seconds, so a crash
     # loses at most that much. 0: sessions reach disk only when they leave RAM or at shutdown.
     flush_s: Annotated[float, Meta(ge=0, le=3600)] = 2.0
+    # PUT /v1/sessions/{name} (an export file) may be this large; other bodies keep
+    # server.max_body_bytes. A file larger than disk_budget_mb is refused too (it never fits).
+    max_import_mb: PositiveInt = 1024
     # Stored /v1/responses objects (``<dir>/responses/``): at most this many, oldest dropped
     # first, each kept this long (None: ``ttl_s``, as long as the conversation's KV).
     responses_max: PositiveInt = 10000

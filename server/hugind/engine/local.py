@@ -35,6 +35,7 @@ from hugind.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
     OverloadedError,
+    RequestTooLargeError,
 )
 from hugind.llama import (
     Embedder,
@@ -48,7 +49,15 @@ from hugind.llama import (
 from hugind.llama.context import Vocab
 from hugind.llama.grammar import GrammarError, SchemaError, grammar_for, grammar_from_gbnf
 from hugind.modelstore import resolve
-from hugind.sessions import DiskTier, SnapshotStore, SnapshotWriter, model_fingerprint
+from hugind.sessions import (
+    DiskTier,
+    SessionFileError,
+    SnapshotStore,
+    SnapshotWriter,
+    export_bytes,
+    model_fingerprint,
+    read_export,
+)
 
 log = logging.getLogger(__name__)
 
@@ -549,6 +558,49 @@ class LocalEngine:
                 deleted |= await asyncio.wrap_future(h.worker.call(
                     lambda w=h.worker: w.delete_session(tenant, name)))
         return deleted
+
+    async def export_session(self, tenant: str, name: str) -> bytes | None:
+        """The session's export file (``hugind.sessions.transfer``), or None."""
+        for h in self._handles:
+            w = h.worker
+            if w is None or h.state != "ready" or w.fingerprint is None:
+                continue
+            found = await asyncio.wrap_future(w.call(lambda w=w: w.export_session(tenant, name)))
+            if found is not None:
+                tokens, data = found
+                return await asyncio.to_thread(export_bytes, tokens, data, w.fingerprint,
+                                               model=h.cfg.id)
+        return None
+
+    async def import_session(self, tenant: str, name: str, blob: bytes) -> dict[str, Any]:
+        """File an export under (tenant, name), replacing that session; 400 for a file that
+        is damaged or was written for another model or context parameters."""
+        try:
+            found = await asyncio.to_thread(read_export, blob)
+        except SessionFileError as exc:
+            raise InvalidRequestError(f"the session file is unusable: {exc}", param="body",
+                                      code="invalid_session_file") from None
+        h = next((h for h in self._handles if h.worker is not None and h.state == "ready"
+                  and h.worker.fingerprint == found.fingerprint), None)
+        if h is None or h.worker is None:
+            raise InvalidRequestError(
+                f"the session file was written for another model file or context parameters "
+                f"(exported from '{found.model[:64]}'); no model here matches it",
+                param="body", code="session_model_mismatch")
+        disk_budget = self.config.sessions.disk_budget_mb << 20
+        if len(blob) > disk_budget:
+            raise RequestTooLargeError(
+                f"the session file is larger than sessions.disk_budget_mb ({disk_budget >> 20})")
+        assert h.vocab is not None
+        if len(found.tokens) >= h.n_ctx or not all(map(h.vocab.is_valid, found.tokens)):
+            raise InvalidRequestError("the session file's tokens do not fit this model",
+                                      param="body", code="invalid_session_file")
+        w = h.worker
+        if not await asyncio.wrap_future(w.call(
+                lambda: w.import_session(tenant, name, found.tokens, found.data))):
+            raise InvalidRequestError("the session file's KV state does not load",
+                                      param="body", code="invalid_session_file")
+        return {"name": name, "model": h.cfg.id, "tokens": len(found.tokens)}
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

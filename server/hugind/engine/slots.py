@@ -16,9 +16,15 @@ from hugind.engine.chunking import reusable
 from hugind.engine.counters import Counters
 from hugind.engine.jobs import Job
 from hugind.engine.ports import Context
+from hugind.errors import ConflictError
 from hugind.sessions import Snapshot, SnapshotStore
 
 log = logging.getLogger(__name__)
+
+
+def _busy(name: str) -> ConflictError:
+    return ConflictError(f"session '{name}' is generating a turn; retry when it is over",
+                         param="name", code="session_busy")
 
 
 @dataclass(eq=False)
@@ -224,6 +230,44 @@ class SlotTable:
         if self.store is not None and self.store.delete(tenant, name):
             found = True
         return found
+
+    def export_session(self, tenant: str, name: str) -> tuple[list[int], bytes] | None:
+        """The conversation's tokens and KV state from whichever tier holds it (a resident
+        one is snapshotted from its sequence); None when there is no such session."""
+        for s in self.slots:
+            if (s.tenant, s.session) == (tenant, name):
+                if s.job is not None:
+                    raise _busy(name)
+                tokens = self.exact_prefix(s)
+                if tokens:
+                    return tokens, self.ctx.state_get(s.seq)
+        snap = self.store.peek(tenant, name) if self.store is not None else None
+        return (list(snap.tokens), snap.data) if snap is not None else None
+
+    def import_session(self, tenant: str, name: str, tokens: list[int], data: bytes) -> bool:
+        """Make (tenant, name) hold ``tokens`` and ``data``, replacing what it held. The state
+        is loaded into an idle empty sequence when there is one (it stays resident), so a
+        state llama.cpp refuses changes nothing: False."""
+        if self.store is None:
+            return False
+        mine = [s for s in self.slots if (s.tenant, s.session) == (tenant, name)]
+        if any(s.job is not None for s in mine):
+            raise _busy(name)
+        spare = next((s for s in self.slots if s.job is None and not s.tokens), None)
+        if spare is not None and not self.ctx.state_set(spare.seq, data):
+            self.ctx.seq_clear(spare.seq)
+            return False
+        for s in mine:
+            self.clear(s)
+        self.store.delete(tenant, name)
+        if spare is None:
+            self.store.put(Snapshot(tenant, name, list(tokens), data))
+            return True
+        spare.tokens, spare.exact = list(tokens), len(tokens)
+        spare.tenant, spare.session = tenant, name
+        spare.last_used = time.time()
+        spare.dirty = True  # reaches disk like a finished turn
+        return True
 
     def save_all(self) -> None:
         """At shutdown: every idle named conversation to disk, RAM snapshots too."""

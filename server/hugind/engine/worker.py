@@ -30,7 +30,7 @@ from hugind.engine.scheduler import Scheduler
 from hugind.engine.slots import SlotTable
 from hugind.engine.types import FinishReason, TokenEvent
 from hugind.errors import InvalidRequestError, OverloadedError, QueueFullError
-from hugind.sessions import SnapshotStore, StoreStats
+from hugind.sessions import SnapshotStore, StoreStats, canonical
 
 log = logging.getLogger(__name__)
 
@@ -316,3 +316,18 @@ class ModelWorker:
 
     def delete_session(self, tenant: str, name: str) -> bool:
         return self._sched.slots.delete_session(tenant, name) if self._sched else False
+
+    def export_session(self, tenant: str, name: str) -> tuple[list[int], bytes] | None:
+        return self._sched.slots.export_session(tenant, name) if self._sched else None
+
+    def import_session(self, tenant: str, name: str, tokens: list[int], data: bytes) -> bool:
+        return self._sched.slots.import_session(tenant, name, tokens, data) \
+            if self._sched else False
+
+    @property
+    def fingerprint(self) -> dict[str, Any] | None:
+        """What the model's session files are written for (None: sessions are off). Set once
+        the context is built; read from any thread."""
+        store = self._store
+        disk = store.disk if store is not None else None
+        return canonical(disk.fingerprint) if disk is not None else None

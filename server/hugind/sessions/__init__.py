@@ -6,26 +6,32 @@ TTL. ``common_prefix`` is the prefix match that decides how much of a prompt is 
 
 ``SnapshotWriter`` writes snapshots behind the worker's back (write-behind), so a crash loses at
 most the last ``sessions.flush_s`` of turns; ``model_fingerprint`` names the model file the KV
-came from.
+came from; ``export_bytes``/``read_export`` are the movable file of one conversation.
 
 Threading contract: a store belongs to one engine worker thread; only ``SnapshotStore.stats()``
 may be read from another thread (it reads plain counters). The disk tier's index is locked, so
 the writer's thread and the worker may use it at once.
 """
 
-from hugind.sessions.disk import DiskEntry, DiskTier
+from hugind.sessions.disk import DiskEntry, DiskTier, SessionFileError, canonical
 from hugind.sessions.fingerprint import model_fingerprint
 from hugind.sessions.prefix import common_prefix
 from hugind.sessions.store import Snapshot, SnapshotStore, StoreStats
+from hugind.sessions.transfer import SessionFile, export_bytes, read_export
 from hugind.sessions.writer import SnapshotWriter
 
 __all__ = [
     "DiskEntry",
     "DiskTier",
+    "SessionFile",
+    "SessionFileError",
     "Snapshot",
     "SnapshotStore",
     "SnapshotWriter",
     "StoreStats",
+    "canonical",
     "common_prefix",
+    "export_bytes",
     "model_fingerprint",
+    "read_export",
 ]

@@ -44,8 +44,8 @@ _DIGEST = 32
 _MAX_HEADER = 1 << 20
 
 
-class _BadFileError(Exception):
-    pass
+class SessionFileError(Exception):
+    """A session file that cannot be used; the message says why."""
 
 
 def file_name(tenant: str, name: str) -> str:
@@ -54,56 +54,68 @@ def file_name(tenant: str, name: str) -> str:
     return digest + SUFFIX
 
 
-def _canonical(fingerprint: dict[str, Any]) -> dict[str, Any]:
+def canonical(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint as it reads back from JSON, so a written and a live one compare."""
     return dict(json.loads(json.dumps(fingerprint, sort_keys=True)))
 
 
-def encode(tenant: str, name: str, tokens: list[int], data: bytes,
-           fingerprint: dict[str, Any]) -> bytes:
+def pack(fields: dict[str, Any], tokens: list[int], data: bytes, fingerprint: dict[str, Any],
+         *, magic: bytes = MAGIC) -> bytes:
+    """The file for ``tokens`` and ``data``: ``fields`` join the header's fingerprint and
+    sizes, a sha256 of everything closes it."""
     header = json.dumps({
-        "tenant": tenant, "name": name, "fingerprint": _canonical(fingerprint),
+        **fields, "fingerprint": canonical(fingerprint),
         "n_tokens": len(tokens), "data_len": len(data),
     }, sort_keys=True).encode()
     body = b"".join([
-        _PREFIX.pack(MAGIC, VERSION, len(header)), header,
+        _PREFIX.pack(magic, VERSION, len(header)), header,
         np.asarray(tokens, dtype="<i4").tobytes(), data,
     ])
     return body + hashlib.sha256(body).digest()
 
 
-def _read_header(raw: bytes) -> tuple[dict[str, Any], int]:
+def encode(tenant: str, name: str, tokens: list[int], data: bytes,
+           fingerprint: dict[str, Any]) -> bytes:
+    return pack({"tenant": tenant, "name": name}, tokens, data, fingerprint)
+
+
+def _read_header(raw: bytes, magic: bytes = MAGIC) -> tuple[dict[str, Any], int]:
     if len(raw) < _PREFIX.size:
-        raise _BadFileError("too short")
-    magic, version, n_header = _PREFIX.unpack_from(raw)
-    if magic != MAGIC:
-        raise _BadFileError("not a Hugind session file")
+        raise SessionFileError("too short")
+    found, version, n_header = _PREFIX.unpack_from(raw)
+    if found != magic:
+        raise SessionFileError("not a Hugind session file")
     if version != VERSION:
-        raise _BadFileError(f"format version {version}, expected {VERSION}")
+        raise SessionFileError(f"format version {version}, expected {VERSION}")
     if n_header > _MAX_HEADER or len(raw) < _PREFIX.size + n_header:
-        raise _BadFileError("truncated header")
+        raise SessionFileError("truncated header")
     try:
         header = json.loads(raw[_PREFIX.size:_PREFIX.size + n_header])
     except ValueError:
-        raise _BadFileError("unreadable header") from None
+        raise SessionFileError("unreadable header") from None
     if not isinstance(header, dict):
-        raise _BadFileError("unreadable header")
+        raise SessionFileError("unreadable header")
     return header, _PREFIX.size + n_header
 
 
-def decode(raw: bytes, fingerprint: dict[str, Any]) -> tuple[dict[str, Any], list[int], bytes]:
-    """Verify and split a file; raises ``_BadFileError`` saying why it is unusable."""
-    header, offset = _read_header(raw)
+def decode(raw: bytes, fingerprint: dict[str, Any] | None, *, magic: bytes = MAGIC,
+           ) -> tuple[dict[str, Any], list[int], bytes]:
+    """Verify and split a file; raises ``SessionFileError`` saying why it is unusable.
+    ``fingerprint`` None: any model's file (the caller compares ``header["fingerprint"]``)."""
+    header, offset = _read_header(raw, magic)
     try:
         n_tokens, data_len = int(header["n_tokens"]), int(header["data_len"])
     except (KeyError, TypeError, ValueError):
-        raise _BadFileError("header lacks sizes") from None
+        raise SessionFileError("header lacks sizes") from None
+    if n_tokens < 0 or data_len < 0:
+        raise SessionFileError("header has negative sizes")
     end = offset + 4 * n_tokens + data_len
     if len(raw) != end + _DIGEST:
-        raise _BadFileError(f"{len(raw)} bytes, expected {end + _DIGEST} (truncated?)")
+        raise SessionFileError(f"{len(raw)} bytes, expected {end + _DIGEST} (truncated?)")
     if hashlib.sha256(raw[:end]).digest() != raw[end:]:
-        raise _BadFileError("checksum mismatch")
-    if header.get("fingerprint") != _canonical(fingerprint):
-        raise _BadFileError("written for another model or context configuration")
+        raise SessionFileError("checksum mismatch")
+    if fingerprint is not None and header.get("fingerprint") != canonical(fingerprint):
+        raise SessionFileError("written for another model or context configuration")
     tokens = np.frombuffer(raw, dtype="<i4", count=n_tokens, offset=offset).tolist()
     return header, tokens, raw[offset + 4 * n_tokens:end]
 
@@ -200,8 +212,8 @@ class DiskTier:
             raw = entry.path.read_bytes()
             header, tokens, data = decode(raw, self.fingerprint)
             if (header.get("tenant"), header.get("name")) != (tenant, name):
-                raise _BadFileError("belongs to another conversation")
-        except (OSError, _BadFileError) as exc:
+                raise SessionFileError("belongs to another conversation")
+        except (OSError, SessionFileError) as exc:
             self._discard(entry.path, str(exc))
             with self._lock:
                 if self._entries.get((tenant, name)) is entry:
@@ -255,17 +267,17 @@ class DiskTier:
                 with path.open("rb") as f:
                     head = f.read(_PREFIX.size + _MAX_HEADER)
                 header, offset = _read_header(head)
-                if header.get("fingerprint") != _canonical(self.fingerprint):
-                    raise _BadFileError("written for another model or context configuration")
+                if header.get("fingerprint") != canonical(self.fingerprint):
+                    raise SessionFileError("written for another model or context configuration")
                 n_tokens, data_len = int(header["n_tokens"]), int(header["data_len"])
                 expected = offset + 4 * n_tokens + data_len + _DIGEST
                 if stat.st_size != expected:
-                    raise _BadFileError(f"{stat.st_size} bytes, expected {expected} (torn?)")
+                    raise SessionFileError(f"{stat.st_size} bytes, expected {expected} (torn?)")
                 entry = DiskEntry(str(header["tenant"]), str(header["name"]),
                                   n_tokens, stat.st_size, stat.st_mtime, path)
                 if path.name != file_name(entry.tenant, entry.name):
-                    raise _BadFileError("file name does not match its conversation")
-            except (OSError, _BadFileError, KeyError, TypeError, ValueError) as exc:
+                    raise SessionFileError("file name does not match its conversation")
+            except (OSError, SessionFileError, KeyError, TypeError, ValueError) as exc:
                 self._discard(path, str(exc) or type(exc).__name__)
                 continue
             found.append(entry)

@@ -135,6 +135,21 @@ class SnapshotStore:
         tokens, data = loaded
         return Snapshot(tenant, name, tokens, data, entry.last_used), "disk"
 
+    def peek(self, tenant: str, name: str) -> Snapshot | None:
+        """The conversation's newest stored snapshot, left where it is (for an export)."""
+        held = self._ram.get((tenant, name))
+        if held is not None:
+            return held[0]
+        if self.disk is None:
+            return None
+        if self.writer is not None and (unwritten := self.writer.pending(tenant, name)):
+            return unwritten
+        entry = self.disk.get_entry(tenant, name)
+        loaded = self.disk.load(tenant, name)
+        if loaded is None or entry is None:
+            return None
+        return Snapshot(tenant, name, loaded[0], loaded[1], entry.last_used)
+
     def has_on_disk(self, tenant: str, name: str) -> bool:
         if self.disk is None:
             return False

@@ -119,6 +119,10 @@ class FakeEngine:
         finally:
             (self.finished if done else self.cancelled).append(req)
 
+    async def check_schema(self, schema: Any, *, strict: bool, param: str,
+                           ) -> tuple[Any, list[str]]:
+        return schema, []
+
     async def embed(self, model: str, inputs: list[list[int]]) -> list[np.ndarray]:
         out = []
         for toks in inputs:
@@ -137,6 +141,9 @@ class FakeEngine:
 
     async def import_session(self, tenant: str, name: str, blob: bytes) -> dict[str, Any]:
         return {"name": name, "model": "fake", "tokens": 0}
+
+    async def pin_session(self, tenant: str, name: str, *, pinned: bool) -> bool:
+        return False
 
     def stats(self) -> dict[str, Any]:
         return {"fake": {"requests": len(self.requests)}}

@@ -31,13 +31,16 @@ from hugind.api.reload import install_sighup
 from hugind.api.request_id import request_ids
 from hugind.api.responses import RESPONSES_HANDLERS
 from hugind.api.runtime import Runtime
+from hugind.api.schema_check import add_relaxed_header
 from hugind.api.sessions import (
     delete_session,
     export_session,
     get_session,
     import_session,
     list_sessions,
+    pin_session,
     session_stats,
+    unpin_session,
 )
 from hugind.api.settings import Live, Settings
 from hugind.api.throttle import add_ratelimit_headers, rate_limit_guard
@@ -51,7 +54,7 @@ NATIVE_HANDLERS = [
     health, health_live, health_ready, metrics,
     list_models, get_model, chat_completions, completions, embeddings, tokenize,
     detokenize, render_chat, list_sessions, session_stats, get_session, delete_session,
-    export_session, import_session,
+    export_session, import_session, pin_session, unpin_session,
     openapi_json, *ADMIN_HANDLERS, *RESPONSES_HANDLERS, *MESSAGES_HANDLERS,
 ]
 
@@ -118,7 +121,7 @@ def create_app(config: Config, *, engine: Engine | None = None,
         route_handlers=handlers,
         exception_handlers={Exception: to_openai_error},
         guards=[auth_guard, rate_limit_guard],
-        before_send=[add_ratelimit_headers],
+        before_send=[add_ratelimit_headers, add_relaxed_header],
         middleware=[track_in_flight, cancel_on_disconnect],
         cors_config=cors_config(list(config.server.cors_origins)),
         request_max_body_size=config.server.max_body_bytes,

@@ -77,3 +77,40 @@ def test_damaged_and_foreign_files_are_400_and_leave_nothing(
     assert r.json()["error"]["code"] == "session_model_mismatch"
     for url in (b, servers["foreign"].url):
         assert httpx.get(f"{url}/v1/sessions/bad", headers=_auth(KEYS[1])).status_code == 404
+
+
+def test_a_pinned_session_outlives_disk_pressure_and_pins_stay_in_budget(
+        gemma_path: Path, tmp_path: Path) -> None:
+    """One slot, no RAM tier and a 2 MiB disk budget: every turn of someone else pushes the
+    least recently used file out, except the pinned one."""
+    cfg = _cfg(gemma_path, parallel=1, ram_mb=0)
+    cfg["sessions"]["disk_budget_mb"] = 2
+    proc = HugindProcess(cfg, tmp_path, name="pins").start()
+    try:
+        url = proc.url
+        messages, _ = conversation(url, "keeper", 1)
+        assert httpx.post(f"{url}/v1/sessions/keeper/pin",
+                          headers=_auth(KEYS[1])).status_code == 404  # another key's
+        r = httpx.post(f"{url}/v1/sessions/keeper/pin", headers=_auth(KEYS[0]))
+        assert r.status_code == 200, r.text
+        assert r.json() == {"object": "session", "name": "keeper", "pinned": True}
+        refused = []
+        for i in range(6):
+            conversation(url, f"other{i}", 1)
+            r = httpx.post(f"{url}/v1/sessions/other{i}/pin", headers=_auth(KEYS[0]))
+            assert r.status_code in (200, 409), r.text
+            if r.status_code == 409:
+                refused.append(r.json()["error"]["code"])
+                httpx.post(f"{url}/v1/sessions/other{i}/unpin", headers=_auth(KEYS[0]))
+        assert refused and set(refused) == {"pins_over_budget"}
+        listed = httpx.get(f"{url}/v1/sessions", headers=_auth(KEYS[0])).json()["data"]
+        names = {s["name"]: s for s in listed}
+        assert names["keeper"]["pinned"] is True
+        assert len(names) < 7  # the pressure was real: unpinned files went
+        messages.append({"role": "user", "content": QUESTIONS[1]})
+        resumed = chat(url, messages, user="keeper")
+        assert cached(resumed) > 0
+        r = httpx.post(f"{url}/v1/sessions/keeper/unpin", headers=_auth(KEYS[0]))
+        assert r.status_code == 200 and r.json()["pinned"] is False
+    finally:
+        proc.stop()

@@ -98,3 +98,62 @@ def test_what_the_engine_cannot_enforce_is_a_400_naming_it(
     error = r.json()["error"]
     assert error["param"] == "response_format"
     assert named in error["message"], error["message"]
+
+
+TAGS = {"type": "object", "properties": {"tags": {
+    "type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 3,
+    "uniqueItems": True}}, "required": ["tags"]}
+TAGS_ENFORCED = {"type": "object", "properties": {"tags": {
+    "type": "array", "items": {"type": "string", "maxLength": 8}, "maxItems": 3}},
+    "required": ["tags"]}
+
+
+def _valid(text: str, schema: Any) -> None:
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()
+                                    ).validate(json.loads(text))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_strict_false_relaxes_what_cannot_be_enforced_and_says_so(
+        server: HugindProcess, stream: bool) -> None:
+    body = {"model": "gemma", "messages": [{"role": "user", "content": "Tags for a cat."}],
+            "max_tokens": 48, "temperature": 0, "stream": stream,
+            "response_format": {"type": "json_schema", "json_schema": {
+                "name": "tags", "schema": TAGS, "strict": False}}}
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body,
+                      timeout=120) as r:
+        r.read()
+    assert r.status_code == 200, r.text
+    assert r.headers["x-hugind-schema-relaxed"] == "uniqueItems at #/properties/tags"
+    if stream:
+        chunks = [json.loads(line[6:]) for line in r.text.splitlines()
+                  if line.startswith("data: {")]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks
+                       if c["choices"])
+    else:
+        text = r.json()["choices"][0]["message"]["content"]
+    _valid(text, TAGS_ENFORCED)
+
+
+def test_strict_false_on_responses_text_format(server: HugindProcess) -> None:
+    body = {"model": "gemma", "input": "Tags for a cat.", "max_output_tokens": 48,
+            "temperature": 0, "store": False,
+            "text": {"format": {"type": "json_schema", "name": "tags", "schema": TAGS,
+                                "strict": False}}}
+    r = httpx.post(server.url + "/v1/responses", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-hugind-schema-relaxed"] == "uniqueItems at #/properties/tags"
+    _valid(r.json()["output"][0]["content"][0]["text"], TAGS_ENFORCED)
+    body["text"]["format"]["strict"] = True
+    r = httpx.post(server.url + "/v1/responses", json=body, timeout=120)
+    assert r.status_code == 400, r.text
+    assert "'uniqueItems' at #/properties/tags" in r.json()["error"]["message"]
+
+
+def test_a_strict_or_unmarked_schema_is_never_relaxed(server: HugindProcess) -> None:
+    body = {"model": "gemma", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "t",
+                                                                        "schema": TAGS}}}
+    r = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=120)
+    assert r.status_code == 400, r.text
+    assert "x-hugind-schema-relaxed" not in r.headers

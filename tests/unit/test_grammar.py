@@ -14,7 +14,9 @@ from hugind.llama.grammar import (
     _closed,
     grammar_for,
     grammar_from_gbnf,
+    relaxed,
 )
+from hugind.llama.schema_paths import exclusive, unique_arrays, without
 
 
 @pytest.mark.parametrize("schema", [
@@ -51,8 +53,62 @@ def test_what_cannot_be_enforced_is_a_schema_error_naming_it(schema: Any, messag
     assert message in str(info.value)
 
 
-def test_strict_false_ignores_what_it_cannot_enforce() -> None:
-    assert grammar_for({"type": "array", "uniqueItems": True}, strict=False)
+def test_relaxed_takes_out_and_names_what_cannot_be_enforced() -> None:
+    schema = {"type": "object", "properties": {
+        "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+        "not": {"type": "string", "format": "colour"},  # a property named "not" is data
+        "n": {"type": "integer", "minimum": 0}}}
+    before = copy.deepcopy(schema)
+    out, removed = relaxed(schema)
+    assert schema == before  # the request's schema is left alone
+    assert sorted(removed) == ["format at #/properties/not", "uniqueItems at #/properties/tags"]
+    assert out["properties"]["tags"] == {"type": "array", "items": {"type": "string"}}
+    assert out["properties"]["n"] == {"type": "integer", "minimum": 0}
+    assert grammar_for(out)
+
+
+def test_relaxed_leaves_an_enforceable_schema_as_it_is() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 3}}}
+    assert relaxed(schema) == (schema, [])
+
+
+def test_relaxed_still_refuses_a_broken_schema() -> None:
+    with pytest.raises(SchemaError, match="/nowhere"):
+        relaxed({"properties": {"a": {"$ref": "#/nowhere"}}})
+
+
+def test_an_exclusive_one_of_is_enforced_as_any_of() -> None:
+    by_type = {"oneOf": [{"type": "string"}, {"type": "integer"}]}
+    tagged = {"oneOf": [
+        {"type": "object", "properties": {"kind": {"const": "a"}, "x": {"type": "integer"}},
+         "required": ["kind"]},
+        {"type": "object", "properties": {"kind": {"enum": ["b", "c"]}}, "required": ["kind"]}]}
+    for schema in (by_type, tagged):
+        assert exclusive(schema["oneOf"])
+        assert grammar_for(schema)
+        assert relaxed(schema) == (schema, [])
+
+
+@pytest.mark.parametrize("branches", [
+    [{"type": "number"}, {"type": "integer"}],  # number holds every integer
+    [{"type": "string"}, {"minLength": 2}],  # no type: anything
+    [{"type": "object", "properties": {"k": {"const": 1}}, "required": ["k"]},
+     {"type": "object", "properties": {"k": {"const": 1.0}}, "required": ["k"]}],  # 1 == 1.0
+    [{"type": "object", "properties": {"k": {"const": "a"}}},  # not required: may be absent
+     {"type": "object", "properties": {"k": {"const": "b"}}}],
+])
+def test_overlapping_one_of_branches_are_not_exclusive(branches: list[Any]) -> None:
+    assert not exclusive(branches)
+
+
+def test_without_copies_only_the_way_to_the_keyword() -> None:
+    schema = {"properties": {"a": {"type": "array", "uniqueItems": True}, "b": {"type": "x"}}}
+    out = without(schema, "#/properties/a", "uniqueItems")
+    assert out["properties"]["a"] == {"type": "array"}
+    assert schema["properties"]["a"]["uniqueItems"] is True
+    assert out["properties"]["b"] is schema["properties"]["b"]
+    merged = without({"anyOf": [{"type": "string"}], "oneOf": [{}, {}]}, "#", "oneOf")
+    assert merged == {"anyOf": [{"type": "string"}], "allOf": [{"anyOf": [{}, {}]}]}
 
 
 def test_listed_properties_close_an_object_as_llama_cpp_did() -> None:
@@ -93,3 +149,30 @@ def test_gbnf_and_lark_grammars_convert(gbnf: str) -> None:
 def test_bad_gbnf_is_a_grammar_error(gbnf: str) -> None:
     with pytest.raises(GrammarError):
         grammar_from_gbnf(gbnf)
+
+
+def test_unique_items_over_a_few_values_lists_the_arrays_without_duplicates() -> None:
+    node = {"type": "array", "items": {"enum": ["a", "b", "c", "a"]}, "uniqueItems": True,
+            "minItems": 2, "maxItems": 3}
+    arrays = unique_arrays(node)
+    assert arrays is not None
+    listed = [tuple(p["const"] for p in a["prefixItems"]) for a in arrays]
+    assert len(listed) == 6 + 6  # ordered pairs and triples of three distinct values
+    assert all(len(set(t)) == len(t) for t in listed)
+    assert unique_arrays({"items": {"type": "boolean"}, "uniqueItems": True}) is not None
+    assert unique_arrays({"items": {"type": "integer", "minimum": 0, "maximum": 3},
+                          "uniqueItems": True}) is not None
+    for wide in ({"items": {"type": "string"}}, {"items": {"type": "integer", "minimum": 0,
+                                                           "maximum": 1000}},
+                 {"items": {"enum": list(range(12))}}):  # 12! orderings: too many
+        assert unique_arrays({**wide, "uniqueItems": True}) is None
+
+
+def test_unique_items_compile_where_finite_and_name_the_place_where_not() -> None:
+    assert grammar_for({"type": "object", "properties": {"xs": {
+        "type": "array", "items": {"enum": [1, 2, 3]}, "uniqueItems": True}}})
+    assert grammar_for({"type": "array", "items": {"type": "string"}, "uniqueItems": False})
+    with pytest.raises(SchemaError, match="'uniqueItems' at #/properties/b"):
+        grammar_for({"properties": {
+            "a": {"type": "array", "items": {"const": 1}, "uniqueItems": True},
+            "b": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}}})

@@ -25,6 +25,7 @@ from hugind.api.generation import (
 from hugind.api.observe import local_facts, observed
 from hugind.api.protocol import ChatCompletionRequest, Message, decode_body
 from hugind.api.runtime import Runtime, json_response
+from hugind.api.schema_check import enforceable, is_strict
 from hugind.api.streaming import sse_response
 from hugind.api.throttle import submit
 from hugind.api.tools import ToolPlan, plan_tools
@@ -111,10 +112,14 @@ async def start(request: Request, rt: Runtime, req: ChatCompletionRequest, promp
     ``max_concurrent`` and tokens counted); only the first choice continues ``session``."""
     max_tokens = rt.engine.check_length(req.model, len(prompt),
                                         req.max_completion_tokens or req.max_tokens, "messages")
+    schema = plan.json_schema
+    if schema is None:
+        schema, strict = _format_schema(req)
+        schema = await enforceable(request, rt.engine, schema, strict=strict,
+                                   param="response_format")
     gen = [GenerationRequest(
         model=req.model, prompt_tokens=prompt, max_tokens=max_tokens,
-        sampling=sampling(req, seed_offset=i, json_schema=plan.json_schema
-                          if plan.json_schema is not None else _format_schema(req)),
+        sampling=sampling(req, seed_offset=i, json_schema=schema),
         stop=stops(req), tenant=tenant(request), session=session if i == 0 else None,
         top_logprobs=(req.top_logprobs or 0) if req.logprobs else None,
         ignore_eos=req.ignore_eos, use_cache=req.cache_prompt,
@@ -156,21 +161,23 @@ async def chat_completions(request: Request) -> Response[bytes] | Stream:
     })
 
 
-def _format_schema(req: ChatCompletionRequest) -> Any:
+def _format_schema(req: ChatCompletionRequest) -> tuple[Any, bool]:
+    """What ``response_format`` forces (a JSON schema, True: any JSON object, None), and
+    whether it is strict."""
     fmt = req.response_format
     if not fmt:
-        return None
+        return None, True
     kind = fmt.get("type")
     if kind == "text":
-        return None
+        return None, True
     if kind == "json_object":
-        return True
+        return True, True
     if kind == "json_schema":
         spec = fmt.get("json_schema")
         if not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
             raise InvalidRequestError("response_format.json_schema must be an object with a "
                                       "'schema' object", param="response_format.json_schema")
-        return spec.get("schema") or True
+        return spec.get("schema") or True, is_strict(spec)
     raise InvalidRequestError(f"unknown response_format type '{kind}'",
                               param="response_format.type")
 

@@ -257,6 +257,7 @@ class Session(Wire, kw_only=True):
     tokens: int
     bytes: int
     last_used: float | None
+    pinned: bool = False  # kept through budget and TTL eviction
 
 
 class SessionList(Wire, kw_only=True):

@@ -32,6 +32,7 @@ from hugind.api.responses_output import ResponseShell, output_items, status_of, 
 from hugind.api.responses_protocol import ResponseCreateRequest
 from hugind.api.responses_stream import response_stream
 from hugind.api.runtime import Runtime, json_response
+from hugind.api.schema_check import enforceable, is_strict
 from hugind.api.settings import Live
 from hugind.api.throttle import submit
 from hugind.api.tools import ToolPlan, plan_tools
@@ -127,8 +128,10 @@ async def create_response(request: Request) -> Response[bytes] | Stream:
                                         req.max_output_tokens or req.max_tokens, "input")
     shell = ResponseShell(req, turn.text_format)
     session = _session(request, req, turn, shell)
-    schema = turn.plan.json_schema if turn.plan.json_schema is not None \
-        else format_schema(turn.text_format)
+    schema = turn.plan.json_schema
+    if schema is None:
+        schema = await enforceable(request, rt.engine, format_schema(turn.text_format),
+                                   strict=is_strict(turn.text_format), param="text.format")
     who = tenant(request)
     gen = GenerationRequest(
         model=req.model, prompt_tokens=turn.prompt, max_tokens=max_tokens,

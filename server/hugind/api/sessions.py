@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Request, Response, delete, get, put
+from litestar import Request, Response, delete, get, post, put
 
 from hugind.api.auth import tenant
 from hugind.api.protocol import MAX_NAME_CHARS
@@ -45,6 +45,23 @@ async def delete_session(request: Request, name: str) -> Response[bytes]:
     if not await Runtime.of(request).engine.delete_session(tenant(request), name):
         raise _not_found(name)
     return json_response({"object": "session.deleted", "name": name, "deleted": True})
+
+
+@post(["/v1/sessions/{name:str}/pin", "/sessions/{name:str}/pin"], status_code=200)
+async def pin_session(request: Request, name: str) -> Response[bytes]:
+    """Keep one of the caller's sessions through budget and TTL eviction (409 when pinned
+    sessions would exceed the disk budget)."""
+    if not await Runtime.of(request).engine.pin_session(tenant(request), name, pinned=True):
+        raise _not_found(name)
+    return json_response({"object": "session", "name": name, "pinned": True})
+
+
+@post(["/v1/sessions/{name:str}/unpin", "/sessions/{name:str}/unpin"], status_code=200)
+async def unpin_session(request: Request, name: str) -> Response[bytes]:
+    """Let a pinned session be evicted again."""
+    if not await Runtime.of(request).engine.pin_session(tenant(request), name, pinned=False):
+        raise _not_found(name)
+    return json_response({"object": "session", "name": name, "pinned": False})
 
 
 @get(["/v1/sessions/{name:str}/export", "/sessions/{name:str}/export"])

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -47,7 +47,13 @@ from hugind.llama import (
     use_batch_invariant_kernels,
 )
 from hugind.llama.context import Vocab
-from hugind.llama.grammar import GrammarError, SchemaError, grammar_for, grammar_from_gbnf
+from hugind.llama.grammar import (
+    GrammarError,
+    SchemaError,
+    grammar_for,
+    grammar_from_gbnf,
+    relaxed,
+)
 from hugind.modelstore import resolve
 from hugind.sessions import (
     DiskTier,
@@ -80,18 +86,28 @@ MAX_GRAMMAR_BYTES = 4 << 20
 GRAMMAR_TIMEOUT_S = 30.0
 # A job's events are awaited in slices this long; between slices the worker is checked.
 HEARTBEAT_S = 5.0
+T = TypeVar("T")
 
 
-def _schema_grammar(schema: Any) -> str:
+def _schema_grammar(schema: Any, param: str = "response_format") -> str:
+    return _checked(grammar_for, schema, param)
+
+
+def _relaxed_schema(schema: Any, param: str) -> tuple[Any, list[str]]:
+    return _checked(relaxed, schema, param)
+
+
+def _checked(convert: Callable[[Any], T], schema: Any, param: str) -> T:
+    """``convert(schema)`` within the size bound, a SchemaError as a 400 naming ``param``."""
     if schema is not True and len(json.dumps(schema)) > MAX_SCHEMA_BYTES:
         raise InvalidRequestError(
-            f"the JSON schema is over {MAX_SCHEMA_BYTES >> 20} MiB", param="response_format",
+            f"the JSON schema is over {MAX_SCHEMA_BYTES >> 20} MiB", param=param,
             code="schema_too_large")
     try:
-        return grammar_for(schema)
+        return convert(schema)
     except SchemaError as exc:
         raise InvalidRequestError(f"the JSON schema cannot be enforced: {exc}",
-                                  param="response_format") from None
+                                  param=param) from None
 
 
 def _gbnf_grammar(text: str) -> str:
@@ -459,6 +475,18 @@ class LocalEngine:
             raise InvalidRequestError(f"the grammar is over {MAX_GRAMMAR_BYTES >> 20} MiB",
                                       param="grammar", code="grammar_too_large")
 
+    async def check_schema(self, schema: Any, *, strict: bool, param: str,
+                           ) -> tuple[Any, list[str]]:
+        """``schema`` as the grammar engine enforces it. ``strict``: what it cannot enforce
+        is a 400 naming the keyword, its place and ``param``; else it is taken out and named
+        in the list returned. On the grammar pool; the compile is cached for the request."""
+        if strict:
+            await _off_loop(self._grammar_pool, lambda: _schema_grammar(schema, param), param)
+            return schema, []
+        out: tuple[Any, list[str]] = await _off_loop(
+            self._grammar_pool, lambda: _relaxed_schema(schema, param), param)
+        return out
+
     async def _samplers(self, h: ModelHandle, reqs: list[GenerationRequest]) -> list[Sampler]:
         """Each request's sampler. Grammars (a JSON schema converted once for all n choices,
         or GBNF) compile on the grammar pool: a huge schema delays only its own request."""
@@ -571,6 +599,15 @@ class LocalEngine:
                 return await asyncio.to_thread(export_bytes, tokens, data, w.fingerprint,
                                                model=h.cfg.id)
         return None
+
+    async def pin_session(self, tenant: str, name: str, *, pinned: bool) -> bool:
+        """Pin (or unpin) the session against budget and TTL eviction; False: not found."""
+        for h in self._handles:
+            w = h.worker
+            if w is not None and h.state == "ready" and await asyncio.wrap_future(
+                    w.call(lambda w=w: w.pin_session(tenant, name, pinned=pinned))):
+                return True
+        return False
 
     async def import_session(self, tenant: str, name: str, blob: bytes) -> dict[str, Any]:
         """File an export under (tenant, name), replacing that session; 400 for a file that

@@ -214,6 +214,9 @@ class SlotTable:
                 if t == tenant and name not in seen:
                     rows.append({"name": name, "tokens": n, "tier": tier, "bytes": size,
                                  "last_used": last})
+        disk = self.store.disk if self.store is not None else None
+        for r in rows:
+            r["pinned"] = disk is not None and disk.is_pinned(tenant, r["name"])
         return rows
 
     def delete_session(self, tenant: str, name: str) -> bool:
@@ -268,6 +271,36 @@ class SlotTable:
         spare.last_used = time.time()
         spare.dirty = True  # reaches disk like a finished turn
         return True
+
+    def pin_session(self, tenant: str, name: str, *, pinned: bool) -> bool:
+        """Pin or unpin a stored session in the disk tier (where write-behind keeps every
+        session); False when there is no such session (or, unpinning, no such pin)."""
+        disk = self.store.disk if self.store is not None else None
+        if disk is None:
+            raise ConflictError("pinned sessions live in the disk tier, and this model "
+                                "has none", param="name", code="no_disk_tier")
+        if not pinned:
+            return disk.unpin(tenant, name)
+        size = self._stored_size(tenant, name)
+        if size is None:
+            return False
+        if not disk.pin(tenant, name, size):
+            raise ConflictError(
+                f"pinning session '{name}' would put pinned sessions over "
+                f"sessions.disk_budget_mb ({disk.budget_bytes >> 20})", param="name",
+                code="pins_over_budget")
+        return True
+
+    def _stored_size(self, tenant: str, name: str) -> int | None:
+        assert self.store is not None and self.store.disk is not None
+        entry = self.store.disk.get_entry(tenant, name)
+        if entry is not None:
+            return entry.size
+        for s in self.slots:
+            if (s.tenant, s.session) == (tenant, name):
+                return self.ctx.state_size(s.seq) + 4 * len(s.tokens)
+        snap = self.store.peek(tenant, name)
+        return snap.nbytes if snap is not None else None
 
     def save_all(self) -> None:
         """At shutdown: every idle named conversation to disk, RAM snapshots too."""

@@ -324,6 +324,10 @@ class ModelWorker:
         return self._sched.slots.import_session(tenant, name, tokens, data) \
             if self._sched else False
 
+    def pin_session(self, tenant: str, name: str, *, pinned: bool) -> bool:
+        return self._sched.slots.pin_session(tenant, name, pinned=pinned) \
+            if self._sched else False
+
     @property
     def fingerprint(self) -> dict[str, Any] | None:
         """What the model's session files are written for (None: sessions are off). Set once

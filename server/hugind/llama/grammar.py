@@ -19,12 +19,29 @@ import llguidance
 from llguidance.gbnf_to_lark import any_to_lark
 from llguidance.llamacpp import lltokenizer_from_vocab
 
+from hugind.llama.schema_paths import (
+    SCHEMA_LISTS,
+    SCHEMA_MAPS,
+    SCHEMAS,
+    exclusive,
+    find_keyword,
+    unique_arrays,
+    without,
+)
+
 if TYPE_CHECKING:
     from hugind.llama.context import Vocab
 
 
 class SchemaError(ValueError):
-    """The JSON schema is invalid, or uses something the grammar engine cannot enforce."""
+    """The JSON schema is invalid, or uses something the grammar engine cannot enforce:
+    then ``keyword`` names it and ``pointer`` is where it is (``#/properties/tags``)."""
+
+    def __init__(self, message: str, *, keyword: str | None = None,
+                 pointer: str | None = None) -> None:
+        super().__init__(message)
+        self.keyword = keyword
+        self.pointer = pointer
 
 
 class GrammarError(ValueError):
@@ -42,15 +59,14 @@ _valid: OrderedDict[bytes, None] = OrderedDict()
 _valid_lock = threading.Lock()
 
 
-def grammar_for(schema: Any, *, strict: bool = True) -> str:
-    """The llguidance grammar for a JSON ``schema`` (``True``: any JSON object). ``strict``:
-    a keyword the engine cannot enforce is a :class:`SchemaError` naming it, not ignored."""
+def grammar_for(schema: Any) -> str:
+    """The llguidance grammar for a JSON ``schema`` (``True``: any JSON object). A keyword
+    the engine cannot enforce is a :class:`SchemaError` naming it and where it is."""
     if schema is True:
         schema = {"type": "object"}
-    options = dict(JSON_OPTIONS, lenient=not strict)
     try:
         grammar = llguidance.LLMatcher.grammar_from_json_schema(_closed(schema),
-                                                                 defaults=options)
+                                                                 defaults=JSON_OPTIONS)
     except (ValueError, TypeError) as exc:
         raise SchemaError(f"{exc}") from None
     key = hashlib.sha256(grammar.encode()).digest()
@@ -61,7 +77,7 @@ def grammar_for(schema: Any, *, strict: bool = True) -> str:
     # Compiling is the check (the GIL released); a schema sent again skips it.
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
     if is_error:
-        raise SchemaError(_located(schema, messages[0] if messages else "invalid schema"))
+        raise _located(schema, messages[0] if messages else "invalid schema")
     with _valid_lock:
         _valid[key] = None
         while len(_valid) > MAX_VALID:
@@ -69,10 +85,28 @@ def grammar_for(schema: Any, *, strict: bool = True) -> str:
     return grammar
 
 
-_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
-_SCHEMA_LISTS = ("prefixItems", "anyOf", "oneOf", "allOf", "items")
-_SCHEMAS = ("items", "additionalProperties", "additionalItems", "contains", "not", "if", "then",
-            "else", "propertyNames", "unevaluatedProperties", "unevaluatedItems")
+MAX_RELAXED = 32  # keywords strict: false may take out of one schema
+
+
+def relaxed(schema: Any) -> tuple[Any, list[str]]:
+    """``schema`` without what the engine cannot enforce (``strict: false``), and what was
+    taken out, each as ``"uniqueItems at #/properties/tags"`` (a ``oneOf`` that cannot be
+    proven exclusive stays as an ``anyOf``). Anything else wrong is still a SchemaError."""
+    notes: list[str] = []
+    for _ in range(MAX_RELAXED + 1):
+        try:
+            grammar_for(schema)
+        except SchemaError as exc:
+            if exc.keyword is None or exc.pointer is None or len(notes) == MAX_RELAXED:
+                raise
+            schema = without(schema, exc.pointer, exc.keyword)
+            as_any = " (as anyOf)" if exc.keyword == "oneOf" else ""
+            notes.append(f"{exc.keyword} at {exc.pointer}{as_any}")
+        else:
+            return schema, notes
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 _OPEN = ("additionalProperties", "patternProperties", "unevaluatedProperties")
 
 
@@ -81,7 +115,10 @@ def _closed(schema: Any) -> Any:
     nothing of others allows no others, as llama.cpp's converter and OpenAI's strict mode
     read it: the model keeps to the listed keys instead of inventing more until max_tokens.
     The members of an ``allOf`` stay open, since each one only lists its share of the keys.
-    Only schema objects are copied (an enum's values are shared); iterative, any depth."""
+    A ``oneOf`` whose branches cannot overlap (by type, or by a tag property) is an
+    ``anyOf``, which llguidance enforces exactly, and so is ``uniqueItems`` over a few
+    values (see ``unique_arrays``). Only schema objects are copied (an enum's
+    values are shared); iterative, any depth."""
     if not isinstance(schema, dict):
         return schema
     root = dict(schema)
@@ -90,12 +127,21 @@ def _closed(schema: Any) -> Any:
         node, close = todo.pop()
         if close and "properties" in node and not any(k in node for k in _OPEN):
             node["additionalProperties"] = False
+        if "anyOf" not in node and exclusive(node.get("oneOf")):
+            node["anyOf"] = node.pop("oneOf")
+        if node.get("uniqueItems") is False:
+            del node["uniqueItems"]  # no constraint at all
+        elif node.get("uniqueItems") is True and (arrays := unique_arrays(node)) is not None:
+            for key in ("uniqueItems", "items", "minItems", "maxItems"):
+                node.pop(key, None)
+            node["allOf" if "anyOf" in node else "anyOf"] = arrays if "anyOf" not in node \
+                else [*node.get("allOf", []), {"anyOf": arrays}]
         for key, sub in list(node.items()):
-            if key in _SCHEMA_MAPS and isinstance(sub, dict):
+            if key in SCHEMA_MAPS and isinstance(sub, dict):
                 node[key] = {k: _copy(v, todo, close=True) for k, v in sub.items()}
-            elif key in _SCHEMA_LISTS and isinstance(sub, list):
+            elif key in SCHEMA_LISTS and isinstance(sub, list):
                 node[key] = [_copy(v, todo, close=key != "allOf") for v in sub]
-            elif key in _SCHEMAS and isinstance(sub, dict):
+            elif key in SCHEMAS and isinstance(sub, dict):
                 node[key] = _copy(sub, todo, close=True)
     return root
 
@@ -118,9 +164,10 @@ def grammar_from_gbnf(text: str) -> str:
     return llguidance.LLMatcher.grammar_from_lark(lark)
 
 
-def _located(schema: Any, message: str) -> str:
-    """``message`` with the JSON pointer of what it names, where it names a keyword or a
-    format ("Unimplemented keys: [\"uniqueItems\"]", "Unknown format: foo")."""
+def _located(schema: Any, message: str) -> SchemaError:
+    """llguidance's ``message`` as a SchemaError naming the keyword (or format) and where
+    it is, where the message names one ("Unimplemented keys: [\"uniqueItems\"]", "Unknown
+    format: foo", "oneOf constraints are not supported...")."""
     key: str | None = None
     value: str | None = None
     if message.startswith("Unimplemented keys: "):
@@ -128,34 +175,20 @@ def _located(schema: Any, message: str) -> str:
             names = json.loads(message.removeprefix("Unimplemented keys: "))
             key = str(names[0])
         except (ValueError, IndexError, TypeError):
-            return message
+            return SchemaError(message)
         message = f"unsupported keyword '{key}'"
     elif message.startswith("Unknown format: "):
         key, value = "format", message.removeprefix("Unknown format: ")
         message = f"unsupported format '{value}'"
+    elif message.startswith("oneOf constraints are not supported"):
+        key = "oneOf"
+        message = "unsupported keyword 'oneOf' (branches that may overlap)"
     if key is None:
-        return message
-    where = _find(schema, key, value)
-    return f"{message} at {where}" if where is not None else message
-
-
-def _find(schema: Any, key: str, value: str | None) -> str | None:
-    """The JSON pointer of the first object in ``schema`` that holds ``key`` (equal to
-    ``value`` where one is given), breadth first; iterative, so any depth is fine."""
-    todo: list[tuple[Any, str]] = [(schema, "#")]
-    while todo:
-        node, path = todo.pop(0)
-        if isinstance(node, dict):
-            if key in node and (value is None or node[key] == value):
-                return path
-            todo.extend((v, f"{path}/{_escape(str(k))}") for k, v in node.items())
-        elif isinstance(node, list):
-            todo.extend((v, f"{path}/{i}") for i, v in enumerate(node))
-    return None
-
-
-def _escape(part: str) -> str:
-    return part.replace("~", "~0").replace("/", "~1")
+        return SchemaError(message)
+    where = find_keyword(schema, key, value)
+    if where is None:
+        return SchemaError(message)
+    return SchemaError(f"{message} at {where}", keyword=key, pointer=where)
 
 
 class _ModelGrammars:

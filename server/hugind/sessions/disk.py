@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 MAGIC = b"HGSN"
 VERSION = 1
 SUFFIX = ".session"
+PINS_NAME = "pins.json"
 _PREFIX = struct.Struct("<4sII")
 _DIGEST = 32
 _MAX_HEADER = 1 << 20
@@ -144,9 +145,11 @@ class DiskTier:
         self._bytes = 0  # kept as a counter so stats can be read from another thread
         self._entries: OrderedDict[tuple[str, str], DiskEntry] = OrderedDict()
         self._lock = threading.RLock()
+        self._pins: set[tuple[str, str]] = set()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self._scan()
+            self._pins = self._read_pins()
         except OSError as exc:  # the disk tier is unusable for now; writes retry later
             log.error("session directory %s is not usable: %s", self.root.name,
                       exc.strerror or exc)
@@ -222,17 +225,68 @@ class DiskTier:
         return tokens, data
 
     def delete(self, tenant: str, name: str) -> bool:
-        return self._remove((tenant, name))
+        with self._lock:
+            if (tenant, name) in self._pins:
+                with contextlib.suppress(OSError):  # a stale pin only protects nothing
+                    self.unpin(tenant, name)
+            return self._remove((tenant, name))
+
+    # -- pins: sessions that budget and TTL never delete ---------------------------------------
+
+    def pin(self, tenant: str, name: str, nbytes: int) -> bool:
+        """Pin (tenant, name), ``nbytes`` large; False when the pinned files would then
+        exceed the budget (a pinned file that grows later stays: only new pins are refused)."""
+        key = (tenant, name)
+        with self._lock:
+            if key in self._pins:
+                return True
+            held = sum(e.size for k, e in self._entries.items() if k in self._pins)
+            if held + nbytes > self.budget_bytes:
+                return False
+            self._pins.add(key)
+            self._write_pins()
+        return True
+
+    def unpin(self, tenant: str, name: str) -> bool:
+        with self._lock:
+            if (tenant, name) not in self._pins:
+                return False
+            self._pins.discard((tenant, name))
+            self._write_pins()
+        return True
+
+    def is_pinned(self, tenant: str, name: str) -> bool:
+        return (tenant, name) in self._pins
+
+    def _read_pins(self) -> set[tuple[str, str]]:
+        try:
+            rows = json.loads((self.root / PINS_NAME).read_text())
+            return {(str(t), str(n)) for t, n in rows}
+        except FileNotFoundError:
+            return set()
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("ignoring unreadable %s: %s", PINS_NAME, exc)
+            return set()
+
+    def _write_pins(self) -> None:
+        """Atomically, so a crash leaves the old pins or the new ones. Raises ``OSError``."""
+        tmp = self.root / (PINS_NAME + ".tmp")
+        tmp.write_text(json.dumps(sorted(self._pins)))
+        tmp.replace(self.root / PINS_NAME)
 
     def enforce(self, now: float | None = None) -> None:
-        """Delete files past their TTL, then the least recently used while over budget."""
+        """Delete unpinned files past their TTL, then the least recently used unpinned ones
+        while over budget."""
         now = time.time() if now is None else now
         with self._lock:
             for key, e in list(self._entries.items()):
-                if now - e.last_used > self.ttl_s:
+                if now - e.last_used > self.ttl_s and key not in self._pins:
                     self._remove(key)
-            while self._bytes > self.budget_bytes and self._entries:
-                self._remove(next(iter(self._entries)))
+            while self._bytes > self.budget_bytes:
+                victim = next((k for k in self._entries if k not in self._pins), None)
+                if victim is None:
+                    break
+                self._remove(victim)
 
     def _forget(self, key: tuple[str, str]) -> DiskEntry | None:
         entry = self._entries.pop(key, None)

@@ -1,0 +1,46 @@
+"""``strict: false`` JSON schemas: what the grammar engine cannot enforce is taken out, and the
+response says so in a header, instead of the 400 a strict schema gets."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import Message, Scope
+
+from hugind.engine.interface import Engine
+
+RELAXED_HEADER = "x-hugind-schema-relaxed"
+_SCOPE_KEY = "hugind_schema_relaxed"
+_SAFE = " #/:;()~,.-_'"  # what stays readable; anything else is percent-encoded
+
+
+async def enforceable(connection: Any, engine: Engine, schema: Any, *, strict: bool,
+                      param: str) -> Any:
+    """``schema`` as it will be enforced. ``strict`` (the default): unchanged, and what the
+    engine cannot enforce is a 400 when it compiles. ``strict: false``: that is taken out and
+    each removal is named in the response's ``x-hugind-schema-relaxed`` header."""
+    if strict or not isinstance(schema, dict):
+        return schema
+    relaxed, removed = await engine.check_schema(schema, strict=False, param=param)
+    if removed:
+        connection.scope.setdefault("state", {})[_SCOPE_KEY] = removed
+    return relaxed
+
+
+def is_strict(spec: dict[str, Any]) -> bool:
+    """Only an explicit ``strict: false`` relaxes: a schema without ``strict`` keeps the
+    promise that what comes back validates against it."""
+    return spec.get("strict") is not False
+
+
+async def add_relaxed_header(message: Message, scope: Scope) -> None:
+    """``before_send``: name what a ``strict: false`` schema lost, streamed or not."""
+    if message["type"] != "http.response.start":
+        return
+    state = scope.get("state")
+    removed = state.get(_SCOPE_KEY) if isinstance(state, dict) else None
+    if removed:
+        MutableScopeHeaders.from_message(message)[RELAXED_HEADER] = "; ".join(
+            quote(r, safe=_SAFE) for r in removed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -122,6 +123,7 @@ class FakeSampler:
         self.delay_s = delay_s
         self.fail_after = fail_after
         self.drawn = 0
+        self.calls: list[str] = []  # "prepare" and "draw", in order
         self.closed = False
 
     @property
@@ -143,7 +145,11 @@ class FakeSampler:
         if self.fail_after is not None and self.drawn >= self.fail_after:
             raise RuntimeError("sampler fault")
         self.drawn += 1
+        self.calls.append("draw")
         return int(np.argmax(logits))
+
+    def prepare(self, pool: Any) -> None:
+        self.calls.append("prepare")
 
     def close(self) -> None:
         self.closed = True

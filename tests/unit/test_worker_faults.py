@@ -201,6 +201,22 @@ def test_a_slow_grammar_token_holds_no_other_stream() -> None:
     asyncio.run(run())
 
 
+def test_each_grammar_mask_is_prepared_before_the_decode_that_needs_it() -> None:
+    """The first mask while the prompt is read, then each next one as soon as a token is
+    drawn (before the worker sees it, so during the next decode)."""
+    async def run() -> None:
+        h = Harness(FakeContext(decode_delay_s=0.01))
+        try:
+            sampler = FakeSampler(deferred=True)
+            job = h.job([1, 2, 3], max_tokens=3, sampler=sampler)
+            h.worker.submit(job)
+            assert text(await events(job)) == "<4><5><6>"
+            assert sampler.calls == ["prepare", "draw"] * 3 + ["prepare"]
+        finally:
+            h.close()
+    asyncio.run(run())
+
+
 def test_cancelling_a_job_while_its_token_is_drawn_frees_the_sampler_after() -> None:
     async def run() -> None:
         h = Harness(FakeContext())

@@ -4,6 +4,7 @@ tested without a model."""
 
 from __future__ import annotations
 
+import concurrent.futures
 from typing import Protocol
 
 import numpy as np
@@ -65,5 +66,10 @@ class TokenSampler(Protocol):
     def sample(self, ctx: Context, idx: int) -> int: ...
 
     def sample_row(self, logits: np.ndarray) -> int: ...
+
+    def prepare(self, pool: concurrent.futures.Executor) -> None:
+        """Start on ``pool`` what the next ``sample_row`` needs before it has logits (a
+        grammar's token mask), so it runs while ``llama_decode`` computes them."""
+        ...
 
     def close(self) -> None: ...

@@ -132,6 +132,8 @@ class Scheduler:
         job.text = TextStream(req.stop)
         job.state = JobState.PREFILL
         self.active.append(job)
+        if job.sampler.deferred:
+            job.sampler.prepare(self._draw_pool)  # the first mask, while the prompt is read
 
     # -- one decode step ---------------------------------------------------------------------
 
@@ -316,7 +318,16 @@ class Scheduler:
 
     def _draw_later(self, job: Job, row: int) -> None:
         logits = self.ctx.logits(row).copy()  # the next decode overwrites the row
-        fut = self._draw_pool.submit(job.sampler.sample_row, logits)
+        sampler, pool = job.sampler, self._draw_pool
+
+        def draw() -> int:
+            token = sampler.sample_row(logits)
+            # The next token's mask, during the next decode; started before this token is
+            # seen, so the next draw always finds it.
+            sampler.prepare(pool)
+            return token
+
+        fut = pool.submit(draw)
         job.drawing = (fut, logits)
         job.draw_waited = False
         job.state = JobState.SAMPLING

@@ -7,6 +7,7 @@ context only has its logits read (several samplers may then read one context's r
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import math
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class Sampler:
         params.no_perf = True
         self._chain = llama_cpp.llama_sampler_chain_init(params)
         self._matcher: llguidance.LLMatcher | None = None
+        self._preparing: concurrent.futures.Future[np.ndarray] | None = None
         try:
             self._build(vocab, spec)
             if spec.grammar:
@@ -201,15 +203,31 @@ class Sampler:
         matcher.consume_token(token)  # a refused token (an EOG past a dead end) stops it
         return token
 
-    def _masked(self, matcher: llguidance.LLMatcher, logits: np.ndarray) -> np.ndarray:
-        """``logits`` with every token the grammar refuses at -inf. A grammar that allows
-        nothing (an unsatisfiable schema, a matcher in error) allows the EOG tokens, so the
-        sequence ends instead of drawing from an empty distribution."""
+    def prepare(self, pool: concurrent.futures.Executor) -> None:
+        """Compute the next token's mask on ``pool`` (the GIL released), while the decode that
+        gives its logits runs; ``sample_row`` then only applies it. The matcher has consumed
+        every token drawn so far, so the mask is the one the next row needs."""
+        if self._matcher is not None and self._preparing is None:
+            try:
+                self._preparing = pool.submit(self._allowed, self._matcher)
+            except RuntimeError:  # the pool is shutting down: the draw computes it itself
+                pass
+
+    def _allowed(self, matcher: llguidance.LLMatcher) -> np.ndarray:
+        """The tokens the grammar allows next. One that allows nothing (an unsatisfiable
+        schema, a matcher in error) allows the EOG tokens, so the sequence ends instead of
+        drawing from an empty distribution."""
         llguidance.numpy.fill_next_token_bitmask(matcher, self._bitmask)
         allowed = np.unpackbits(self._bitmask.view(np.uint8), count=self._n_vocab,
                                 bitorder="little").view(np.bool_)
         if not allowed.any():
             allowed[self._eog] = True
+        return allowed
+
+    def _masked(self, matcher: llguidance.LLMatcher, logits: np.ndarray) -> np.ndarray:
+        """``logits`` with every token the grammar refuses at -inf."""
+        preparing, self._preparing = self._preparing, None
+        allowed = preparing.result() if preparing is not None else self._allowed(matcher)
         row = self._row
         row.fill(_BAN)
         np.copyto(row, logits, where=allowed)

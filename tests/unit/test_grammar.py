@@ -4,8 +4,10 @@ SchemaError naming the keyword and where it is, and which objects are closed."""
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
+import jsonschema
 import pytest
 
 from hugind.llama.grammar import (
@@ -16,7 +18,8 @@ from hugind.llama.grammar import (
     grammar_from_gbnf,
     relaxed,
 )
-from hugind.llama.schema_paths import exclusive, unique_arrays, without
+from hugind.llama.schema_paths import exclusive, without
+from hugind.llama.schema_rewrites import FRACTION, INT_BOUND, unique_arrays
 
 
 @pytest.mark.parametrize("schema", [
@@ -176,3 +179,50 @@ def test_unique_items_compile_where_finite_and_name_the_place_where_not() -> Non
         grammar_for({"properties": {
             "a": {"type": "array", "items": {"const": 1}, "uniqueItems": True},
             "b": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}}})
+
+
+def test_unbounded_numbers_get_llama_cpp_like_digit_bounds() -> None:
+    out = _closed({"type": "object", "properties": {
+        "n": {"type": "integer"}, "x": {"type": ["number", "null"]},
+        "kept": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "multipleOf": 0.5},
+        "e": {"type": "integer", "enum": [1, 2]}}})
+    props = out["properties"]
+    assert props["n"] == {"type": "integer", "minimum": -INT_BOUND, "maximum": INT_BOUND}
+    assert props["x"]["multipleOf"] == FRACTION
+    assert props["kept"] == {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+                             "multipleOf": 0.5}
+    assert props["e"] == {"type": "integer", "enum": [1, 2]}
+    assert grammar_for(out)
+
+
+@pytest.mark.parametrize(("fmt", "good", "bad"), [
+    ("date", ["2024-02-29", "2000-02-29", "0001-01-01", "2023-12-31"],
+     ["2023-02-29", "1900-02-29", "0000-01-01", "2023-04-31", "2023-13-01"]),
+    ("time", ["12:30:00Z", "23:59:59.123456789+01:00", "00:00:00.5z"],
+     ["12:30:00", "24:00:00Z", "12:30:00.1234567890Z", "12:30:60Z"]),
+    ("date-time", ["2024-02-29T12:00:00Z", "2024-02-29t12:00:00.5-05:30"],
+     ["2023-02-29T12:00:00Z", "2024-02-29 12:00:00Z"]),
+])
+def test_date_formats_are_patterns_the_2020_12_checker_agrees_with(
+        fmt: str, good: list[str], bad: list[str]) -> None:
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    out = _closed({"type": "string", "format": fmt})
+    assert "format" not in out
+    assert grammar_for(out)
+    for text in good:
+        assert re.fullmatch(out["pattern"].strip("^$"), text), text
+        assert checker.conforms(text, fmt), text
+    for text in bad:
+        assert not re.fullmatch(out["pattern"].strip("^$"), text), text
+    kept = _closed({"type": "string", "format": "date", "pattern": "^2024"})
+    assert kept == {"type": "string", "format": "date", "pattern": "^2024"}
+
+
+def test_an_all_of_object_is_closed_over_its_members_keys() -> None:
+    out = _closed({"allOf": [{"properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                             {"properties": {"b": {}, "a": {}}}]})
+    assert out["properties"] == {"a": True, "b": True}
+    assert out["additionalProperties"] is False
+    assert grammar_for(out)
+    open_member = {"allOf": [{"properties": {"a": {}}, "additionalProperties": True}]}
+    assert "additionalProperties" not in _closed(open_member)

@@ -25,9 +25,9 @@ from hugind.llama.schema_paths import (
     SCHEMAS,
     exclusive,
     find_keyword,
-    unique_arrays,
     without,
 )
+from hugind.llama.schema_rewrites import rewrite
 
 if TYPE_CHECKING:
     from hugind.llama.context import Vocab
@@ -116,8 +116,8 @@ def _closed(schema: Any) -> Any:
     read it: the model keeps to the listed keys instead of inventing more until max_tokens.
     The members of an ``allOf`` stay open, since each one only lists its share of the keys.
     A ``oneOf`` whose branches cannot overlap (by type, or by a tag property) is an
-    ``anyOf``, which llguidance enforces exactly, and so is ``uniqueItems`` over a few
-    values (see ``unique_arrays``). Only schema objects are copied (an enum's
+    ``anyOf``, which llguidance enforces exactly; see ``schema_rewrites`` for the rest.
+    Only schema objects are copied (an enum's
     values are shared); iterative, any depth."""
     if not isinstance(schema, dict):
         return schema
@@ -127,15 +127,14 @@ def _closed(schema: Any) -> Any:
         node, close = todo.pop()
         if close and "properties" in node and not any(k in node for k in _OPEN):
             node["additionalProperties"] = False
+        elif close and (names := _all_of_names(node)):
+            # The object an allOf builds is closed over its members' keys, as llama.cpp's
+            # converter merges them (each member stays open: it lists only its share).
+            node["properties"] = dict.fromkeys(names, True)
+            node["additionalProperties"] = False
         if "anyOf" not in node and exclusive(node.get("oneOf")):
             node["anyOf"] = node.pop("oneOf")
-        if node.get("uniqueItems") is False:
-            del node["uniqueItems"]  # no constraint at all
-        elif node.get("uniqueItems") is True and (arrays := unique_arrays(node)) is not None:
-            for key in ("uniqueItems", "items", "minItems", "maxItems"):
-                node.pop(key, None)
-            node["allOf" if "anyOf" in node else "anyOf"] = arrays if "anyOf" not in node \
-                else [*node.get("allOf", []), {"anyOf": arrays}]
+        rewrite(node)
         for key, sub in list(node.items()):
             if key in SCHEMA_MAPS and isinstance(sub, dict):
                 node[key] = {k: _copy(v, todo, close=True) for k, v in sub.items()}
@@ -144,6 +143,17 @@ def _closed(schema: Any) -> Any:
             elif key in SCHEMAS and isinstance(sub, dict):
                 node[key] = _copy(sub, todo, close=True)
     return root
+
+
+def _all_of_names(node: dict[str, Any]) -> list[str]:
+    """The property names of an ``allOf`` whose members list properties and say nothing of
+    other keys (nor does ``node``); empty when it is not such an ``allOf``."""
+    members = node.get("allOf")
+    if not isinstance(members, list) or any(k in node for k in (*_OPEN, "properties")) or \
+            not all(isinstance(m, dict) and "properties" in m and isinstance(
+                m["properties"], dict) and not any(k in m for k in _OPEN) for m in members):
+        return []
+    return list(dict.fromkeys(str(k) for m in members for k in m["properties"]))
 
 
 def _copy(sub: Any, todo: list[tuple[dict[str, Any], bool]], *, close: bool) -> Any:

@@ -1,7 +1,6 @@
 """Where things sit in a JSON schema: the schema objects under a schema with their JSON
 pointers, a keyword's first place, the schema with one keyword taken out, which ``oneOf``
-lists are provably exclusive (so ``anyOf`` enforces them exactly), and ``uniqueItems`` over a
-few values as the arrays it allows.
+lists are provably exclusive (so ``anyOf`` enforces them exactly).
 
 Pure functions on JSON values; iterative, so any depth is fine. Only schema positions are
 walked: a property *named* ``not`` or an ``enum`` value holding ``uniqueItems`` is data.
@@ -9,10 +8,11 @@ walked: a property *named* ``not`` or an ``enum`` value holding ``uniqueItems`` 
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
+
+from hugind.llama.schema_rewrites import unique_arrays, value_key
 
 # Keywords whose value is a map of schemas, a list of schemas, or one schema.
 SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
@@ -133,106 +133,8 @@ def _tag_values_disjoint(branches: list[dict[str, Any]], name: str) -> bool:
         values = [prop["const"]] if "const" in prop else prop.get("enum")
         if not isinstance(values, list):
             return False
-        keys = {_value_key(v) for v in values}
+        keys = {value_key(v) for v in values}
         if keys & seen:
             return False
         seen |= keys
     return True
-
-
-def _value_key(value: Any) -> tuple[str, str]:
-    """JSON equality as JSON Schema reads it: 1 == 1.0, but true is not 1."""
-    if isinstance(value, bool) or value is None:
-        return "literal", json.dumps(value)
-    if isinstance(value, int | float):
-        return "number", repr(float(value))
-    return "json", json.dumps(value, sort_keys=True)
-
-
-MAX_UNIQUE_ARRAYS = 2000  # orderings uniqueItems may expand into before it is refused
-
-
-def unique_arrays(node: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """``uniqueItems`` over a finite item domain, written as the arrays it allows: one
-    ``prefixItems`` of ``const`` per ordering of distinct values, within ``minItems`` and
-    ``maxItems`` (llguidance has no ``uniqueItems``; a grammar cannot count duplicates, but
-    it can list the few arrays that have none). None: the domain is not finite and small
-    (strings, wide ranges), or the array has other item keywords."""
-    if any(k in node for k in ("prefixItems", "contains", "additionalItems",
-                               "unevaluatedItems")):
-        return None
-    values = _finite(node.get("items", True))
-    if values is None:
-        return None
-    low = node.get("minItems", 0)
-    high = min(node.get("maxItems", len(values)), len(values))
-    if not isinstance(low, int) or not isinstance(high, int):
-        return None
-    count, total = 1, 0
-    for n in range(high + 1):  # orderings of n distinct values: k! / (k - n)!
-        total += count if n >= low else 0
-        count *= len(values) - n
-    if total > MAX_UNIQUE_ARRAYS:
-        return None
-    out: list[dict[str, Any]] = []
-
-    def extend(prefix: list[Any], left: list[Any]) -> None:
-        if len(prefix) >= low:
-            out.append({"prefixItems": [{"const": v} for v in prefix], "items": False,
-                        "minItems": len(prefix)})
-        if len(prefix) < high:
-            for i, v in enumerate(left):
-                extend([*prefix, v], left[:i] + left[i + 1:])
-
-    extend([], values)
-    return out
-
-
-def _finite(items: Any) -> list[Any] | None:
-    """The values an item schema allows when it lists them (``enum``, ``const``, boolean, a
-    bounded integer range), distinct as JSON Schema compares them; else None."""
-    if not isinstance(items, dict):
-        return None
-    extra = set(items) - {"enum", "const", "type", "minimum", "maximum", "title",
-                          "description"}
-    if extra:
-        return None
-    if "const" in items:
-        values = [items["const"]]
-    elif "enum" in items:
-        values = items["enum"] if isinstance(items["enum"], list) else None
-    elif items.get("type") == "boolean":
-        values = [False, True]
-    elif items.get("type") == "integer" and all(
-            isinstance(items.get(k), int) and not isinstance(items.get(k), bool)
-            for k in ("minimum", "maximum")):
-        if items["maximum"] - items["minimum"] > 16:
-            return None
-        values = list(range(items["minimum"], items["maximum"] + 1))
-    else:
-        return None
-    if values is None:
-        return None
-    kind = items.get("type")
-    if kind is not None and ("enum" in items or "const" in items):
-        values = [v for v in values if _is_type(v, kind)]
-    seen: dict[tuple[str, str], Any] = {}
-    for v in values:
-        seen.setdefault(_value_key(v), v)
-    return list(seen.values())
-
-
-_TYPES: dict[str, Any] = {"string": str, "boolean": bool, "null": type(None), "object": dict,
-                          "array": list}
-
-
-def _is_type(value: Any, kind: Any) -> bool:
-    kinds = kind if isinstance(kind, list) else [kind]
-    for k in kinds:
-        if k in ("number", "integer") and isinstance(value, int | float) \
-                and not isinstance(value, bool):
-            if k == "number" or float(value).is_integer():
-                return True
-        elif k in _TYPES and isinstance(value, _TYPES[k]):
-            return True
-    return False

@@ -3,6 +3,7 @@
 python -m bench run --start hugind --start llama-cpp-python --engine --max-time-s 300
 python -m bench run --target "mine=http://127.0.0.1:8080,model=gemma-3-270m,key=sk-..."
 python -m bench report bench/results/<dir>/results.json
+python -m bench run --start hugind --start llama-server --scenarios responses
 python -m bench peers --start llama-server          # start peers, print URLs, wait
 python -m bench model-path                          # the Gemma 3 270M GGUF
 python -m bench memory --users 100                  # Hugind RSS as users pile up
@@ -26,7 +27,14 @@ from typing import Any
 import httpx
 
 from bench import SCHEMA, invariance, memory
-from bench.client import HttpRunner, Runner, Target, probe_capabilities, probe_embeddings
+from bench.client import (
+    HttpRunner,
+    Runner,
+    Target,
+    probe_capabilities,
+    probe_embeddings,
+    probe_responses,
+)
 from bench.machine import machine_facts
 from bench.peers import KINDS, ManagedServer, PeerConfig, PeerError, default_model_path
 from bench.report import load_report, write_report
@@ -43,8 +51,18 @@ from bench.scenarios import (
 
 __all__ = ["build_parser", "main", "parse_target"]
 
-SCENARIOS = ("decode", "prefill", "concurrency", "sessions", "embeddings")
-WEIGHTS = {"decode": 1.0, "prefill": 1.5, "concurrency": 2.0, "sessions": 2.0, "embeddings": 0.5}
+SCENARIOS = ("decode", "prefill", "concurrency", "sessions", "responses", "embeddings")
+# responses only when asked: llama-cpp-python's server has no /v1/responses, and the default
+# runs (and the committed results) stay what they were
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if s != "responses")
+WEIGHTS = {
+    "decode": 1.0,
+    "prefill": 1.5,
+    "concurrency": 2.0,
+    "sessions": 2.0,
+    "responses": 2.0,
+    "embeddings": 0.5,
+}
 
 
 def parse_target(text: str) -> Target:
@@ -160,8 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--scenarios",
         type=_scenarios,
-        default=list(SCENARIOS),
-        help=f"comma-separated, from {','.join(SCENARIOS)} (default all)",
+        default=list(DEFAULT_SCENARIOS),
+        help=f"comma-separated, from {','.join(SCENARIOS)} (default all but responses; "
+        "responses: the sessions conversations over /v1/responses, each turn naming the "
+        "previous one as previous_response_id where the target chains stored responses, the "
+        "whole history as input items where not, e.g. llama-server)",
     )
     run.add_argument(
         "--engine",
@@ -193,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        help="restart this started peer after every sessions turn (repeatable)",
+        help="restart this started peer after every sessions / responses turn (repeatable)",
     )
     run.add_argument("--embed-batches", type=_ints, default=[1, 16, 128])
     run.add_argument("--max-time-s", type=float, default=600.0, help="whole run's time limit")
@@ -414,6 +435,11 @@ async def _run_async(
                 probe = await probe_capabilities(
                     client, t, timeout_s=args.request_timeout_s, endpoint=args.endpoint
                 )
+                if probe.ok and "responses" in args.scenarios:
+                    # whether to chain with previous_response_id or resend the history
+                    rp = await probe_responses(client, t, timeout_s=args.request_timeout_s)
+                    if not rp.ok:
+                        progress(f"{t.name}: /v1/responses failed ({rp.error})")
             if probe.ok:
                 progress(
                     f"{t.name}: ok ({probe.ttft_ms and round(probe.ttft_ms)} ms), "
@@ -498,7 +524,7 @@ async def _scenarios_in_shares(
                 temperature=args.concurrency_temperature,
                 **gen,
             )
-        elif name == "sessions":
+        elif name in ("sessions", "responses"):
             res = await run_sessions(
                 runners,
                 users=args.users,
@@ -506,7 +532,8 @@ async def _scenarios_in_shares(
                 doc_words=args.doc_words,
                 reply_tokens=args.reply_tokens,
                 on_turn_end=on_turn_end if restart else None,
-                **gen,
+                endpoint="responses" if name == "responses" else args.endpoint,
+                **common,
             )
         else:
             res = await run_embeddings(

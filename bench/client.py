@@ -1,9 +1,9 @@
 """Targets, requests and results, and the one request function every scenario and server shares.
 
-``send_request`` speaks OpenAI's HTTP API (chat completions, completions, embeddings), streams
-when the spec says so, timestamps every SSE line, and never raises for a failed request:
-failures are data (``RequestResult.ok`` False with ``error`` and ``status_code``), as in vLLM's
-``endpoint_request_func``. Only cancellation propagates.
+``send_request`` speaks OpenAI's HTTP API (chat completions, completions, embeddings,
+responses), streams when the spec says so, timestamps every SSE line, and never raises for a
+failed request: failures are data (``RequestResult.ok`` False with ``error`` and
+``status_code``), as in vLLM's ``endpoint_request_func``. Only cancellation propagates.
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ from typing import Any, Protocol
 
 import httpx
 
-from bench.sse import StreamStats, summarize_stream
+from bench.sse import (
+    StreamStats,
+    apply_response,
+    summarize_responses_stream,
+    summarize_stream,
+)
 
 __all__ = [
     "HttpRunner",
@@ -26,6 +31,7 @@ __all__ = [
     "Target",
     "build_request",
     "probe_capabilities",
+    "probe_responses",
     "send_request",
 ]
 
@@ -80,8 +86,10 @@ class Target:
 class RequestSpec:
     """What to ask, independent of the server.
 
-    ``kind`` is "chat", "completions" or "embeddings". For chat, ``messages``; for completions,
-    ``prompt``; for embeddings, ``inputs``. ``session`` sets both ``user`` and
+    ``kind`` is "chat", "completions", "embeddings" or "responses". For chat, ``messages``; for
+    completions, ``prompt``; for embeddings, ``inputs``; for responses, ``messages`` are the
+    ``input`` items (``{"role", "content"}``, plus ``"type": "message"`` on assistant items),
+    with ``store`` and ``previous_response_id``. ``session`` sets both ``user`` and
     ``prompt_cache_key``. ``labels`` (scenario, step, round, user, turn...) are copied into the
     result.
     """
@@ -94,6 +102,8 @@ class RequestSpec:
     ignore_eos: bool = True
     session: str | None = None
     stream: bool = True
+    store: bool = False
+    previous_response_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, Any] = field(default_factory=dict)
 
@@ -137,6 +147,7 @@ class RequestResult:
     decode_tokens_per_s: float | None = None
     inputs: int | None = None
     text: str = ""
+    response_id: str | None = None
     labels: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, text_chars: int = 80) -> dict[str, Any]:
@@ -160,6 +171,7 @@ class RequestResult:
         self.cut_off = stats.cut_off
         self.decode_tokens_per_s = stats.decode_tokens_per_s
         self.text = stats.text
+        self.response_id = stats.response_id
         if stats.error:
             self.error = stats.error
 
@@ -184,6 +196,8 @@ def build_request(target: Target, spec: RequestSpec) -> tuple[str, dict[str, Any
         body.update(spec.extra)
         return target.embed_root + "/embeddings", body
     body["model"] = target.model
+    if spec.kind == "responses":
+        return target.api_root + "/responses", _responses_body(target, spec, body)
     if spec.kind == "chat":
         url = target.api_root + "/chat/completions"
         body["messages"] = spec.messages
@@ -205,6 +219,27 @@ def build_request(target: Target, spec: RequestSpec) -> tuple[str, dict[str, Any
             body["prompt_cache_key"] = spec.session
     body.update(spec.extra)
     return url, body
+
+
+def _responses_body(target: Target, spec: RequestSpec, body: dict[str, Any]) -> dict[str, Any]:
+    """A Responses body: no ``stream_options`` (not part of that API; the final event always
+    carries usage), and ``previous_response_id`` only when chaining (llama-server answers 400
+    to any non-empty one)."""
+    body["input"] = list(spec.messages)
+    body["max_output_tokens"] = spec.max_tokens
+    body["temperature"] = 0.0
+    body["stream"] = spec.stream
+    body["store"] = spec.store
+    if spec.previous_response_id is not None:
+        body["previous_response_id"] = spec.previous_response_id
+    if spec.ignore_eos and target.supports.get("ignore_eos", True):
+        body["ignore_eos"] = True
+    if spec.session is not None:
+        body["user"] = spec.session
+        if target.supports.get("prompt_cache_key", True):
+            body["prompt_cache_key"] = spec.session
+    body.update(spec.extra)
+    return body
 
 
 def _headers(target: Target) -> dict[str, str]:
@@ -258,7 +293,10 @@ async def send_request(
                     broken = await _read_lines(resp, lines)
             t1 = time.perf_counter()
             if result.error is None:
-                result.apply_stream(summarize_stream(lines, t0))
+                summarize = (
+                    summarize_responses_stream if spec.kind == "responses" else summarize_stream
+                )
+                result.apply_stream(summarize(lines, t0))
                 if broken is not None and result.finish_reason is None:
                     # the server dropped a stream it had begun: cut off, not failed
                     result.cut_off = True
@@ -300,6 +338,9 @@ def _apply_json(result: RequestResult, data: Any) -> None:
     if not isinstance(data, dict):
         result.error = "reply is not a JSON object"
         return
+    if data.get("object") == "response":
+        _apply_response_json(result, data)
+        return
     if isinstance(data.get("data"), list):
         result.inputs = len(data["data"])
     usage = data.get("usage")
@@ -321,6 +362,26 @@ def _apply_json(result: RequestResult, data: Any) -> None:
             result.text = msg["content"]
         elif isinstance(choice.get("text"), str):
             result.text = choice["text"]
+
+
+def _apply_response_json(result: RequestResult, data: dict[str, Any]) -> None:
+    """Fill a result from a non-streamed Responses reply."""
+    stats = StreamStats()
+    out = apply_response(stats, data)
+    result.response_id = stats.response_id
+    result.prompt_tokens, result.cached_tokens = stats.prompt_tokens, stats.cached_tokens
+    result.finish_reason = stats.finish_reason
+    if out is not None:
+        result.output_tokens, result.output_tokens_source = out, "usage"
+    if stats.error:
+        result.error = stats.error
+    result.text = "".join(
+        part.get("text", "")
+        for item in data.get("output") or []
+        if isinstance(item, dict) and item.get("type") == "message"
+        for part in item.get("content") or []
+        if isinstance(part, dict) and part.get("type") == "output_text"
+    )
 
 
 @dataclass
@@ -378,3 +439,42 @@ async def probe_capabilities(
         target.supports[f] = False
         result = await send_request(client, target, spec, timeout_s=timeout_s)
     return result
+
+
+async def probe_responses(
+    client: httpx.AsyncClient, target: Target, timeout_s: float = 60.0
+) -> RequestResult:
+    """Whether ``target`` serves ``/v1/responses`` and chains stored responses; also a warm-up.
+
+    Sends a stored response, then a short one naming it as ``previous_response_id``, and
+    records ``supports["responses"]`` and ``supports["previous_response_id"]``. A chain counts
+    only if the second turn succeeded *and* read more input tokens than the first (so a server
+    that accepted the field but dropped the history is not taken for one that chains);
+    llama-server answers the second with a 400. Returns the second result if it succeeded,
+    else the first (whose ``ok`` says whether the target serves ``/v1/responses`` at all).
+    """
+    story = "Once upon a time, in a small village by the sea, there lived a fisherman and his"
+    first = RequestSpec(
+        kind="responses",
+        messages=[{"role": "user", "content": story}],
+        max_tokens=4,
+        store=True,
+        labels={"scenario": "probe"},
+    )
+    r1 = await send_request(client, target, first, timeout_s=timeout_s)
+    target.supports["responses"] = r1.ok
+    if not r1.ok or r1.response_id is None:
+        target.supports["previous_response_id"] = False
+        return r1
+    second = RequestSpec(
+        kind="responses",
+        messages=[{"role": "user", "content": "Go on."}],
+        max_tokens=4,
+        previous_response_id=r1.response_id,
+        labels={"scenario": "probe"},
+    )
+    r2 = await send_request(client, target, second, timeout_s=timeout_s)
+    known = r1.prompt_tokens is not None and r2.prompt_tokens is not None
+    grew = not known or (r2.prompt_tokens or 0) > (r1.prompt_tokens or 0)
+    target.supports["previous_response_id"] = r2.ok and grew
+    return r2 if r2.ok else r1

@@ -97,11 +97,13 @@ def headline_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                     {t: _bad(v.get(k, {})) for t, v in s.items()},
                 )
             )
-    if "sessions" in sc:
-        s = sc["sessions"]["summary"]
+    for conv in ("sessions", "responses"):  # the same conversations, chat-like or Responses
+        if conv not in sc:
+            continue
+        s = sc[conv]["summary"]
         rows.append(
             _row(
-                "sessions: TTFT turn 1 (mean)",
+                f"{conv}: TTFT turn 1 (mean)",
                 "ms",
                 False,
                 {t: v.get("mean_ttft_turn1_ms") for t, v in s.items()},
@@ -109,7 +111,7 @@ def headline_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         )
         rows.append(
             _row(
-                "sessions: TTFT later turns (mean)",
+                f"{conv}: TTFT later turns (mean)",
                 "ms",
                 False,
                 {t: v.get("mean_ttft_later_turns_ms") for t, v in s.items()},
@@ -117,7 +119,7 @@ def headline_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         )
         rows.append(
             _row(
-                "sessions: later / turn-1 TTFT",
+                f"{conv}: later / turn-1 TTFT",
                 "ratio",
                 False,
                 {t: v.get("later_over_first_ttft_ratio") for t, v in s.items()},
@@ -125,7 +127,7 @@ def headline_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         )
         rows.append(
             _row(
-                "sessions: failed requests",
+                f"{conv}: failed requests",
                 "count",
                 False,
                 {t: v.get("requests_failed") for t, v in s.items()},
@@ -282,7 +284,12 @@ def _details(report: dict[str, Any]) -> list[str]:
             + (" (stopped early)" if data.get("stopped_early") else ""),
             "",
         ]
-        if name == "sessions":
+        if name == "responses":
+            lines += [
+                f"- **{t}**: input {s.get('input')}, {s.get('requests_chained')} chained requests"
+                for t, s in data["summary"].items()
+            ] + [""]
+        if name in ("sessions", "responses"):
             header = [
                 "target",
                 "turn",
@@ -372,20 +379,22 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
         fig.savefig(p, dpi=110)
         plt.close(fig)
         paths.append(p)
-    if "sessions" in sc:
+    for conv in ("sessions", "responses"):
+        if conv not in sc:
+            continue
         fig, ax = plt.subplots(figsize=(6, 4))
-        for t, s in sc["sessions"]["summary"].items():
+        for t, s in sc[conv]["summary"].items():
             turns = [p["turn"] for p in s.get("per_turn", [])]
             ys = [p["mean_ttft_ms"] for p in s.get("per_turn", [])]
             ax.plot(turns, [float("nan") if y is None else y for y in ys], marker="o", label=t)
-        n_turns = int(sc["sessions"]["params"].get("turns", 0))
+        n_turns = int(sc[conv]["params"].get("turns", 0))
         ax.set_xticks(list(range(1, n_turns + 1)))
         ax.set_xlabel("turn")
         ax.set_ylabel("mean TTFT (ms)")
-        ax.set_title("Sessions: time to first token by turn")
+        ax.set_title(f"{conv.capitalize()}: time to first token by turn")
         ax.grid(True, alpha=0.3)
         ax.legend()
-        p = out_dir / "sessions_ttft_by_turn.png"
+        p = out_dir / f"{conv}_ttft_by_turn.png"
         fig.tight_layout()
         fig.savefig(p, dpi=110)
         plt.close(fig)

@@ -1,4 +1,4 @@
-"""The scenarios: decode, prefill, concurrency, sessions, embeddings.
+"""The scenarios: decode, prefill, concurrency, sessions (and responses), embeddings.
 
 Each scenario walks an interleaved schedule (``bench.schedule``) over its runners, bounded by a
 count (rounds, levels, users x turns) and by a deadline, prints one progress line per unit of
@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.client import HttpRunner, RequestResult, RequestSpec, Runner
+from bench.client import HttpRunner, RequestResult, RequestSpec, Runner, Target
 from bench.schedule import interleave
 from bench.stats import describe, mean, ratio
 
@@ -395,9 +395,17 @@ async def run_sessions(
     ``prompt_cache_key``. Reported: TTFT per turn, mean TTFT of later turns / turn 1, and
     ``cached_tokens`` where the server reports it. ``on_turn_end(turn)`` (e.g. restart a
     server) runs after every turn but the last.
+
+    ``endpoint="responses"`` holds the same conversations over ``/v1/responses`` (the scenario
+    is then named "responses"). A target that chains stored responses
+    (``supports["previous_response_id"]``, found by ``probe_responses``) gets only the new user
+    message and the previous turn's ``previous_response_id``, with ``store: true``; any other
+    (llama-server: its /v1/responses is stateless) gets the whole history as input items, with
+    ``store: false``. A chained turn whose previous turn failed resends the history.
     """
+    name = "responses" if endpoint == "responses" else "sessions"
     res = ScenarioResult(
-        "sessions",
+        name,
         {
             "users": users,
             "turns": turns,
@@ -411,6 +419,7 @@ async def run_sessions(
     slots = interleave(steps, list(runners), 1)
     res.slots_planned = len(slots)
     convs: dict[tuple[str, int], list[dict[str, str]]] = {}
+    chain: dict[tuple[str, int], str] = {}  # the last stored response id of each conversation
     by_target: dict[str, list[RequestResult]] = {r.name: [] for r in runners}
     last_turn = 0
     for slot in slots:
@@ -422,7 +431,8 @@ async def run_sessions(
         if budget.expired():
             res.stopped_early = True
             break
-        msgs = convs.setdefault((slot.target.name, user), [])
+        key = (slot.target.name, user)
+        msgs = convs.setdefault(key, [])
         if turn == 0:
             doc = make_text(doc_words, seed=f"doc-{user}")
             content = f"Session {_nonce(run_id, 'user', user)}. Document:\n{doc}\n"
@@ -430,22 +440,64 @@ async def run_sessions(
         else:
             content = f"Question {turn + 1}: which word appears most often?"
         msgs.append({"role": "user", "content": content})
-        spec = _session_spec(endpoint, msgs, reply_tokens)
-        spec.session = f"bench-{run_id}-u{user}"
-        spec.labels = {"scenario": "sessions", "user": user, "turn": turn + 1}
+        labels: dict[str, Any] = {"scenario": name, "user": user, "turn": turn + 1}
+        if endpoint == "responses":
+            chains = _chains(slot.target)
+            spec = _responses_spec(msgs, reply_tokens, chain.get(key) if chains else None, chains)
+            labels["input"] = "previous_response_id" if spec.previous_response_id else "history"
+        else:
+            spec = _session_spec(endpoint, msgs, reply_tokens)
+        if spec.previous_response_id is None:
+            # a chain is found by its id alone (as a plain Responses client does); the session
+            # name is the hint every other request carries, as in the sessions scenario
+            spec.session = f"bench-{run_id}-u{user}"
+        spec.labels = labels
         r = await slot.target.run(spec, budget.timeout_s())
         msgs.append({"role": "assistant", "content": r.text if r.ok and r.text else " ..."})
+        if r.ok and r.response_id and spec.store:
+            chain[key] = r.response_id
+        else:
+            chain.pop(key, None)
         by_target[slot.target.name].append(r)
         res.samples.append(r.to_dict())
         res.slots_run += 1
         progress(
-            f"sessions turn {turn + 1}/{turns} user {user + 1}/{users} {slot.target.name}: "
+            f"{name} turn {turn + 1}/{turns} user {user + 1}/{users} {slot.target.name}: "
             f"ttft {_fmt(r.ttft_ms)} ms, prompt {r.prompt_tokens}, cached {r.cached_tokens}"
             + ("" if r.ok else f" FAILED ({r.error})")
         )
-    for name, results in by_target.items():
-        res.summary[name] = _sessions_summary(results, turns)
+    for runner in runners:
+        done = by_target[runner.name]
+        s = _sessions_summary(done, turns)
+        if endpoint == "responses":
+            s["input"] = "previous_response_id" if _chains(runner) else "full history"
+            s["requests_chained"] = sum(
+                1 for r in done if r.labels.get("input") == "previous_response_id"
+            )
+        res.summary[runner.name] = s
     return res
+
+
+def _chains(runner: Runner) -> bool:
+    """Whether ``runner``'s target chains stored responses (only a probed ``HttpRunner``)."""
+    target = getattr(runner, "target", None)
+    return isinstance(target, Target) and target.supports.get("previous_response_id") is True
+
+
+def _responses_spec(
+    msgs: list[dict[str, str]], max_tokens: int, previous: str | None, chains: bool
+) -> RequestSpec:
+    """One Responses turn: the new user message after ``previous`` on a chaining target, else
+    the whole conversation as input items. Stored only where a next turn will name it."""
+    if previous is not None:
+        return RequestSpec(
+            kind="responses", messages=[msgs[-1]], max_tokens=max_tokens, store=True,
+            previous_response_id=previous,
+        )  # fmt: skip
+    # llama-server takes an assistant item only with "type": "message" (a role alone is
+    # "Cannot determine type of 'item'"); OpenAI and Hugind accept both
+    items = [{"type": "message", **m} if m["role"] == "assistant" else dict(m) for m in msgs]
+    return RequestSpec(kind="responses", messages=items, max_tokens=max_tokens, store=chains)
 
 
 def _session_spec(endpoint: str, msgs: list[dict[str, str]], max_tokens: int) -> RequestSpec:

@@ -9,6 +9,10 @@ possible stop string). When the server reports ``usage.completion_tokens`` (Open
 
 Timing follows vLLM's ``endpoint_request_func``: TTFT is the time from sending the request to the
 first chunk with text; inter-token latencies (ITL) are the gaps between successive text chunks.
+
+OpenAI Responses streams (``summarize_responses_stream``) are typed events instead of chunks:
+``response.output_text.delta`` carries the text, and the final ``response.completed`` (or
+``response.incomplete``) carries the response's id and usage.
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SSEEvent", "StreamStats", "chunk_text", "iter_events", "summarize_stream"]
+__all__ = [
+    "SSEEvent",
+    "StreamStats",
+    "apply_response",
+    "chunk_text",
+    "iter_events",
+    "summarize_responses_stream",
+    "summarize_stream",
+]
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,7 @@ class StreamStats:
     done_seen: bool = False
     error: str | None = None
     text: str = ""
+    response_id: str | None = None  # Responses API: the id a next turn names
 
     @property
     def decode_tokens_per_s(self) -> float | None:
@@ -176,6 +189,111 @@ def summarize_stream(lines: Iterable[tuple[float, str]], t_start_s: float) -> St
             prev_s = ev.time_s
             stats.last_token_ms = (ev.time_s - t_start_s) * 1000.0
         usage_tokens = _apply_meta(stats, chunk, usage_tokens)
+    stats.text = "".join(text_parts)
+    if usage_tokens is not None:
+        stats.output_tokens = usage_tokens
+        stats.output_tokens_source = "usage"
+    else:
+        stats.output_tokens = stats.content_chunks
+    return stats
+
+
+# Deltas that time a token. Reasoning counts as chat's ``reasoning_content`` does (it is
+# generated output), but only output text is the reply a client would send back as history.
+_TEXT_DELTA = "response.output_text.delta"
+_TIMED_DELTAS = (_TEXT_DELTA, "response.reasoning_text.delta")
+# A response that ended: "incomplete" is Hugind's (and OpenAI's) status at max_output_tokens;
+# llama-server reports "completed" either way.
+_FINAL = {"response.completed": "stop", "response.incomplete": "length"}
+
+
+def apply_response(stats: StreamStats, response: Any) -> int | None:
+    """Take id, status and usage from a Responses ``response`` object (the one a final event
+    carries, or a non-streamed reply); returns ``usage.output_tokens`` when present."""
+    if not isinstance(response, dict):
+        return None
+    if isinstance(response.get("id"), str):
+        stats.response_id = response["id"]
+    status = response.get("status")
+    if status == "failed":
+        err = response.get("error")
+        msg = err.get("message") if isinstance(err, dict) else err
+        stats.error = f"response failed: {msg}"
+    elif status == "incomplete":
+        details = response.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, dict) else None
+        stats.finish_reason = "length" if reason in (None, "max_output_tokens") else str(reason)
+    elif status == "completed":
+        stats.finish_reason = "stop"
+    usage = response.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    if isinstance(usage.get("input_tokens"), int):
+        stats.prompt_tokens = int(usage["input_tokens"])
+    details = usage.get("input_tokens_details")
+    if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+        stats.cached_tokens = int(details["cached_tokens"])
+    out = usage.get("output_tokens")
+    return int(out) if isinstance(out, int) else None
+
+
+def _event_error(data: dict[str, Any]) -> str | None:
+    """The message of an error event: OpenAI's (and Hugind's) ``{"type": "error", "message"}``,
+    or llama-server's mid-stream ``{"error": {...}}`` (sent as a plain ``data:`` line)."""
+    if data.get("type") == "error":
+        return str(data.get("message") or data.get("code") or "error")
+    if "error" in data and "type" not in data:
+        err = data["error"]
+        return str(err.get("message", err) if isinstance(err, dict) else err)
+    return None
+
+
+def summarize_responses_stream(lines: Iterable[tuple[float, str]], t_start_s: float) -> StreamStats:
+    """Replay a timestamped Responses SSE stream into ``StreamStats``.
+
+    TTFT is the first non-empty delta, the text is the ``response.output_text.delta`` deltas,
+    and the final event's response gives ``response_id``, ``input_tokens`` (as
+    ``prompt_tokens``), ``input_tokens_details.cached_tokens`` and ``output_tokens``. A
+    ``response.failed`` or ``error`` event makes ``error``; a stream with no final event is cut
+    off (``finish_reason`` stays None).
+    """
+    stats = StreamStats()
+    text_parts: list[str] = []
+    prev_s: float | None = None
+    usage_tokens: int | None = None
+    for ev in iter_events(lines):
+        try:
+            data = json.loads(ev.data)
+        except ValueError:
+            stats.error = f"bad SSE data: {ev.data[:120]!r}"
+            continue
+        if not isinstance(data, dict):
+            continue
+        kind = data.get("type", ev.event)
+        err = _event_error(data)
+        if err is not None:
+            stats.error = f"stream error: {err}"
+            continue
+        if kind in _TIMED_DELTAS and isinstance(data.get("delta"), str) and data["delta"]:
+            stats.content_chunks += 1
+            if kind == _TEXT_DELTA:
+                text_parts.append(data["delta"])
+            if prev_s is None:
+                stats.ttft_ms = (ev.time_s - t_start_s) * 1000.0
+            else:
+                stats.itl_ms.append((ev.time_s - prev_s) * 1000.0)
+            prev_s = ev.time_s
+            stats.last_token_ms = (ev.time_s - t_start_s) * 1000.0
+        elif kind in _FINAL or kind == "response.failed":
+            stats.done_seen = True
+            usage_tokens = apply_response(stats, data.get("response"))
+            if kind == "response.failed" and stats.error is None:
+                stats.error = "response failed"
+            elif kind in _FINAL and stats.finish_reason is None:
+                stats.finish_reason = _FINAL[kind]
+            if stats.cached_tokens is None:
+                # llama-server puts its timings on the final event's data as in chat chunks
+                stats.cached_tokens = _cached_tokens(data)
     stats.text = "".join(text_parts)
     if usage_tokens is not None:
         stats.output_tokens = usage_tokens

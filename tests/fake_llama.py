@@ -118,8 +118,9 @@ class FakeSampler:
     ``fail_after`` tokens, ``sample`` raises."""
 
     def __init__(self, *, deferred: bool = False, delay_s: float = 0.0,
-                 fail_after: int | None = None) -> None:
+                 fail_after: int | None = None, ready: bool = False) -> None:
         self._deferred = deferred
+        self.ready = ready  # ``prepared``: a deferred sampler drawn inline
         self.delay_s = delay_s
         self.fail_after = fail_after
         self.drawn = 0
@@ -147,6 +148,10 @@ class FakeSampler:
         self.drawn += 1
         self.calls.append("draw")
         return int(np.argmax(logits))
+
+    @property
+    def prepared(self) -> bool:
+        return self.ready
 
     def prepare(self, pool: Any) -> None:
         self.calls.append("prepare")

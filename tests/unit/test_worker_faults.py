@@ -207,11 +207,12 @@ def test_each_grammar_mask_is_prepared_before_the_decode_that_needs_it() -> None
     async def run() -> None:
         h = Harness(FakeContext(decode_delay_s=0.01))
         try:
-            sampler = FakeSampler(deferred=True)
-            job = h.job([1, 2, 3], max_tokens=3, sampler=sampler)
-            h.worker.submit(job)
-            assert text(await events(job)) == "<4><5><6>"
-            assert sampler.calls == ["prepare", "draw"] * 3 + ["prepare"]
+            for ready in (False, True):  # drawn beside the step, or inline once prepared
+                sampler = FakeSampler(deferred=True, ready=ready)
+                job = h.job([1, 2, 3], max_tokens=3, sampler=sampler)
+                h.worker.submit(job)
+                assert text(await events(job)) == "<4><5><6>"
+                assert sampler.calls == ["prepare", "draw"] * 3 + ["prepare"]
         finally:
             h.close()
     asyncio.run(run())

@@ -67,6 +67,11 @@ class TokenSampler(Protocol):
 
     def sample_row(self, logits: np.ndarray) -> int: ...
 
+    @property
+    def prepared(self) -> bool:
+        """Whether what ``prepare`` started is done (a draw now is quick)."""
+        ...
+
     def prepare(self, pool: concurrent.futures.Executor) -> None:
         """Start on ``pool`` what the next ``sample_row`` needs before it has logits (a
         grammar's token mask), so it runs while ``llama_decode`` computes them."""

@@ -308,10 +308,15 @@ class Scheduler:
         if isinstance(token, Exception):
             raise token
         if token is None:
-            if job.sampler.deferred:
+            sampler = job.sampler
+            if sampler.deferred and not sampler.prepared:
                 self._draw_later(job, row)
                 return
-            token = job.sampler.sample(self.ctx, row)
+            # A grammar whose mask was ready by the end of the decode costs what a plain
+            # draw does: inline, without a thread handoff.
+            token = sampler.sample(self.ctx, row)
+            if sampler.deferred:
+                sampler.prepare(self._draw_pool)
         lps = ([self._logprob(self.ctx.logits(row), token, req.top_logprobs)]
                if req.top_logprobs is not None else [])
         self._take(job, token, lps)

@@ -32,6 +32,7 @@ from hugind.api.request_id import request_ids
 from hugind.api.responses import RESPONSES_HANDLERS
 from hugind.api.runtime import Runtime
 from hugind.api.schema_check import add_relaxed_header
+from hugind.api.session_warm import warm_session
 from hugind.api.sessions import (
     delete_session,
     export_session,
@@ -54,7 +55,7 @@ NATIVE_HANDLERS = [
     health, health_live, health_ready, metrics,
     list_models, get_model, chat_completions, completions, embeddings, tokenize,
     detokenize, render_chat, list_sessions, session_stats, get_session, delete_session,
-    export_session, import_session, pin_session, unpin_session,
+    export_session, import_session, pin_session, unpin_session, warm_session,
     openapi_json, *ADMIN_HANDLERS, *RESPONSES_HANDLERS, *MESSAGES_HANDLERS,
 ]
 

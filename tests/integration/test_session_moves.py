@@ -114,3 +114,43 @@ def test_a_pinned_session_outlives_disk_pressure_and_pins_stay_in_budget(
         assert r.status_code == 200 and r.json()["pinned"] is False
     finally:
         proc.stop()
+
+
+def test_a_warmed_session_starts_its_first_turn_from_cache(
+        servers: dict[str, HugindProcess]) -> None:
+    a = servers["a"].url
+    messages = [{"role": "system", "content": "You answer in one short sentence. " * 12},
+                {"role": "user", "content": QUESTIONS[0]}]
+    r = httpx.post(f"{a}/v1/sessions/gwen/warm", headers=_auth(KEYS[0]), timeout=120,
+                   json={"model": "gemma", "messages": messages})
+    assert r.status_code == 200, r.text
+    warm = r.json()
+    assert warm["object"] == "session" and warm["name"] == "gwen"
+    assert warm["prompt_tokens"] > 32 and warm["cached_tokens"] == 0
+    first = chat(a, messages, user="gwen")
+    assert cached(first) > 0
+    assert first["choices"][0]["message"] == chat(a, messages, cache=False)["choices"][0][
+        "message"]
+    other_key = chat(a, messages, key=KEYS[1], user="gwen")  # another key's namespace
+    assert cached(other_key) == 0
+
+
+def test_warm_takes_a_raw_prompt_and_refuses_bad_bodies(
+        servers: dict[str, HugindProcess]) -> None:
+    a = servers["a"].url
+    prompt = "The river Thames flows through London towards the sea. " * 8
+    r = httpx.post(f"{a}/v1/sessions/hal/warm", headers=_auth(KEYS[0]), timeout=120,
+                   json={"model": "gemma", "prompt": prompt})
+    assert r.status_code == 200, r.text
+    r = httpx.post(f"{a}/v1/completions", headers=_auth(KEYS[0]), timeout=120, json={
+        "model": "gemma", "prompt": prompt, "max_tokens": 4, "user": "hal"})
+    assert r.json()["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
+    for body, param in [({"model": "gemma"}, "messages"),
+                        ({"model": "gemma", "prompt": "x", "messages": [
+                            {"role": "user", "content": "x"}]}, "messages"),
+                        ({"model": "gemma", "prompt": "x " * 5000}, "prompt"),
+                        ({"model": "nope", "prompt": "x"}, "model")]:
+        r = httpx.post(f"{a}/v1/sessions/hal/warm", headers=_auth(KEYS[0]), json=body,
+                       timeout=60)
+        assert r.status_code in (400, 404), r.text
+        assert r.json()["error"]["param"] == param, r.text

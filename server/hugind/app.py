@@ -44,6 +44,7 @@ from hugind.api.sessions import (
     unpin_session,
 )
 from hugind.api.settings import Live, Settings
+from hugind.api.sticky import add_session_header
 from hugind.api.throttle import add_ratelimit_headers, rate_limit_guard
 from hugind.api.tokenize import detokenize, render_chat, tokenize
 from hugind.config import Config
@@ -122,7 +123,7 @@ def create_app(config: Config, *, engine: Engine | None = None,
         route_handlers=handlers,
         exception_handlers={Exception: to_openai_error},
         guards=[auth_guard, rate_limit_guard],
-        before_send=[add_ratelimit_headers, add_relaxed_header],
+        before_send=[add_ratelimit_headers, add_relaxed_header, add_session_header],
         middleware=[track_in_flight, cancel_on_disconnect],
         cors_config=cors_config(list(config.server.cors_origins)),
         request_max_body_size=config.server.max_body_bytes,

@@ -6,9 +6,13 @@ from types import SimpleNamespace
 
 import pytest
 from litestar.datastructures import Headers
+from litestar.testing import TestClient
 
 from hugind.api.generation import session_name
+from hugind.app import create_app
+from hugind.config import parse_config
 from hugind.errors import InvalidRequestError
+from tests.fakes import FakeEngine
 
 ALL_HEADERS = {"X-Session-Id": "h", "x-claude-code-session-id": "claude", "session_id": "codex"}
 BODY = SimpleNamespace(prompt_cache_key="key", user="u")
@@ -35,3 +39,24 @@ def test_an_over_long_header_is_a_400_naming_it(header: str) -> None:
     with pytest.raises(InvalidRequestError) as err:
         session_name(BODY, Headers({header: "s" * 257}))
     assert err.value.param == header
+
+
+@pytest.mark.parametrize(("extra", "headers", "expected"), [
+    ({"user": "alice"}, {}, "alice"),
+    ({"prompt_cache_key": "conv-1", "user": "alice"}, {}, "conv-1"),
+    ({"user": "alice"}, {"X-Session-Id": "from-header"}, "from-header"),
+    ({"user": "ålice"}, {}, None),  # not a header value: the client keeps sending the body
+    ({}, {}, None),
+])
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_name_the_session_they_continue(extra: dict[str, str],
+                                                  headers: dict[str, str],
+                                                  expected: str | None, stream: bool) -> None:
+    engine = FakeEngine()
+    with TestClient(create_app(parse_config({}), engine=engine)) as c:
+        r = c.post("/v1/chat/completions", headers=headers, json={
+            "model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2,
+            "stream": stream, **extra})
+    assert r.status_code == 200, r.text
+    assert r.headers.get("x-session-id") == expected
+    assert engine.requests[0].session == (expected or extra.get("user"))

@@ -17,7 +17,8 @@ from hugind.config import DEFAULT_CORS_ORIGINS
 EXPOSED_HEADERS = [
     "x-request-id", "retry-after", "x-ratelimit-limit-requests", "x-ratelimit-limit-tokens",
     "x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens",
-    "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens",
+    "x-ratelimit-reset-requests", "x-ratelimit-reset-tokens", "x-session-id",
+    "x-hugind-schema-relaxed",
 ]
 
 

@@ -24,6 +24,7 @@ from litestar.types import Message, Scope
 from hugind.api.auth import tenant
 from hugind.api.ratelimit import RateLimiter, is_limited, reset_text
 from hugind.api.settings import Live
+from hugind.api.sticky import note_session
 from hugind.config import RateLimitConfig
 from hugind.engine.interface import Engine
 from hugind.engine.types import GenerationRequest, TokenEvent
@@ -89,6 +90,7 @@ async def submit(connection: Any, engine: Engine, reqs: list[GenerationRequest],
     """``engine.submit_many(reqs)`` inside the caller's ``max_concurrent`` (one slot per
     sequence, waiting up to ``max_wait_s``); each stream gives its slot back and reports its
     tokens when it ends, is closed, or is dropped unread."""
+    note_session(connection, reqs[0].session if reqs else None)
     entry = _metered(connection.scope)
     if entry is None:
         return await engine.submit_many(reqs)

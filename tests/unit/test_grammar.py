@@ -193,6 +193,10 @@ def test_unbounded_numbers_get_llama_cpp_like_digit_bounds() -> None:
                              "multipleOf": 0.5}
     assert props["e"] == {"type": "integer", "enum": [1, 2]}
     assert grammar_for(out)
+    huge = _closed({"type": "integer", "minimum": 10**17})  # no maximum below its minimum
+    assert huge == {"type": "integer", "minimum": 10**17}
+    fine = _closed({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e-12})
+    assert "multipleOf" not in fine and "minimum" not in fine
 
 
 @pytest.mark.parametrize(("fmt", "good", "bad"), [

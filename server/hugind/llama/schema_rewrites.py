@@ -54,11 +54,17 @@ def _bound_numbers(node: dict[str, Any]) -> None:
     kinds = set(kind) if isinstance(kind, list) else {kind}
     if not kinds & {"integer", "number"} or "enum" in node or "const" in node:
         return
-    if "maximum" not in node and "exclusiveMaximum" not in node:
+    bounds = [node[k] for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
+              if isinstance(node.get(k), int | float) and not isinstance(node.get(k), bool)]
+    low = [node[k] for k in ("minimum", "exclusiveMinimum") if k in node]
+    high = [node[k] for k in ("maximum", "exclusiveMaximum") if k in node]
+    if not high and all(isinstance(b, int | float) and b < INT_BOUND for b in low):
         node["maximum"] = INT_BOUND
-    if "minimum" not in node and "exclusiveMinimum" not in node:
+    if not low and all(isinstance(b, int | float) and b > -INT_BOUND for b in high):
         node["minimum"] = -INT_BOUND
-    if "number" in kinds and "multipleOf" not in node:
+    # Not where a bound itself is finer than the step (it would leave nothing to write).
+    if "number" in kinds and "multipleOf" not in node and all(
+            round(b, 10) == b for b in bounds):
         node["multipleOf"] = FRACTION
 
 

@@ -73,9 +73,11 @@ def test_a_failing_disk_is_counted_logged_once_and_retried(
     assert len([r for r in caplog.records if "could not write" in r.message]) == 1
     assert w.pending("t", "a") is not None  # kept, readable, to be retried
     d.fail = False
-    wait_until(lambda: d.get_entry("t", "a") is not None and d.get_entry("t", "b") is not None,
-               timeout=20)  # the next retry: 1, 2, 5 ... s after the last failure
-    assert w.written == 2
+    # The next retry: 1, 2, 5 ... s after the last failure; a file is in place a moment
+    # before the writer counts it.
+    wait_until(lambda: d.get_entry("t", "a") is not None and d.get_entry("t", "b") is not None
+               and w.written == 2, timeout=20)
+    assert w.written == 2 and w.pending("t", "a") is None
     w.close()
 
 

@@ -275,3 +275,32 @@ def test_decode_status_names_the_cause(rc: int) -> None:
         finally:
             h.close()
     asyncio.run(run())
+
+
+def test_a_steps_events_reach_the_loop_in_one_call_in_order() -> None:
+    """Four streams decoding together: each step hands its events over at once (one loop
+    callback a step, not one a token), and every stream still sees its own in order."""
+    async def run() -> None:
+        h = Harness(FakeContext(decode_delay_s=0.005))
+        calls = 0
+        loop = asyncio.get_running_loop()
+        original = loop.call_soon_threadsafe
+
+        def counting(*args: Any, **kw: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return original(*args, **kw)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        try:
+            jobs = [h.job([10 * (i + 1)], max_tokens=20) for i in range(4)]
+            h.worker.submit_many(jobs)
+            results = await asyncio.gather(*(events(j) for j in jobs))
+            for i, evs in enumerate(results):
+                start = 10 * (i + 1) + 1
+                assert text(evs) == "".join(f"<{t}>" for t in range(start, start + 20))
+            assert calls < 4 * 20 / 2, calls  # ~one a step, well under one a token
+        finally:
+            loop.call_soon_threadsafe = original  # type: ignore[method-assign]
+            h.close()
+    asyncio.run(run())

@@ -2,7 +2,8 @@
 
 Threading contract: the event loop thread creates a ``Job`` and may only set ``cancelled``
 (through ``ModelWorker.cancel``); every other field is written by the worker thread alone.
-Events cross back to the loop through ``loop.call_soon_threadsafe``.
+Events cross back to the loop through ``loop.call_soon_threadsafe`` (a step's together, see
+``hugind.engine.outbox``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Job:
     # A token being drawn beside the step, and the logits row it is drawn from.
     drawing: tuple[concurrent.futures.Future[int], np.ndarray] | None = None
     draw_waited: bool = False  # a step has already waited for this draw
+    outbox: Any = None  # the scheduler's ``Outbox`` once it runs the job
 
     @property
     def done(self) -> bool:
@@ -61,6 +63,9 @@ class Job:
         return self.deadline is not None and now >= self.deadline
 
     def emit(self, event: TokenEvent) -> None:
+        if self.outbox is not None:
+            self.outbox.put(self, event)
+            return
         try:
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
         except RuntimeError:  # the loop is closed: nobody is listening any more

@@ -28,6 +28,7 @@ import numpy as np
 from hugind.engine.chunking import QUANTUM, chunk_size, plan_packed
 from hugind.engine.counters import Counters
 from hugind.engine.jobs import Job, JobState
+from hugind.engine.outbox import Outbox
 from hugind.engine.ports import Context
 from hugind.engine.slots import SlotTable
 from hugind.engine.stops import TextStream
@@ -58,6 +59,7 @@ class Scheduler:
         workers = min(ctx.n_threads, ctx.n_seq)
         self._sampling_pool = concurrent.futures.ThreadPoolExecutor(
             workers, thread_name_prefix=f"hugind-{name}-sample") if workers > 1 else None
+        self._outbox = Outbox()
         self._draw_pool = concurrent.futures.ThreadPoolExecutor(
             max(1, min(4, ctx.n_seq)), thread_name_prefix=f"hugind-{name}-grammar")
 
@@ -131,6 +133,7 @@ class Scheduler:
                                            [])]
         job.text = TextStream(req.stop)
         job.state = JobState.PREFILL
+        job.outbox = self._outbox
         self.active.append(job)
         if job.sampler.deferred:
             job.sampler.prepare(self._draw_pool)  # the first mask, while the prompt is read
@@ -154,6 +157,13 @@ class Scheduler:
         beside others rounds differently from one read alone), nor where chunks need more
         rows than a cell (flash attention on the CPU), nor for prompt logprobs.
         """
+        self._outbox.open()
+        try:
+            self._step()
+        finally:
+            self._outbox.flush()
+
+    def _step(self) -> None:
         self.collect_drawn(DRAW_GRACE_S if self.runnable else 0.0)
         decoding = sorted((j for j in self.active if j.state is JobState.DECODE),
                           key=lambda j: j.slot.seq)

@@ -149,6 +149,7 @@ def test_strict_false_on_responses_text_format(server: HugindProcess) -> None:
     r = httpx.post(server.url + "/v1/responses", json=body, timeout=120)
     assert r.status_code == 400, r.text
     assert "'uniqueItems' at #/properties/tags" in r.json()["error"]["message"]
+    assert r.json()["error"]["param"] == "text.format"
 
 
 def test_a_strict_or_unmarked_schema_is_never_relaxed(server: HugindProcess) -> None:

@@ -19,11 +19,12 @@ _SAFE = " #/:;()~,.-_'"  # what stays readable; anything else is percent-encoded
 async def enforceable(connection: Any, engine: Engine, schema: Any, *, strict: bool,
                       param: str) -> Any:
     """``schema`` as it will be enforced. ``strict`` (the default): unchanged, and what the
-    engine cannot enforce is a 400 when it compiles. ``strict: false``: that is taken out and
+    engine cannot enforce is a 400 naming ``param`` (compiled now, on the grammar pool; the
+    request's own compile then finds it cached). ``strict: false``: that is taken out and
     each removal is named in the response's ``x-hugind-schema-relaxed`` header."""
-    if strict or not isinstance(schema, dict):
+    if not isinstance(schema, dict):
         return schema
-    relaxed, removed = await engine.check_schema(schema, strict=False, param=param)
+    relaxed, removed = await engine.check_schema(schema, strict=strict, param=param)
     if removed:
         connection.scope.setdefault("state", {})[_SCOPE_KEY] = removed
     return relaxed

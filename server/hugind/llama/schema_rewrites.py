@@ -68,9 +68,6 @@ def _bound_numbers(node: dict[str, Any]) -> None:
         node["multipleOf"] = FRACTION
 
 
-MAX_UNIQUE_ARRAYS = 2000  # orderings uniqueItems may expand into before it is refused
-
-
 def unique_arrays(node: dict[str, Any]) -> list[dict[str, Any]] | None:
     """``uniqueItems`` over a finite item domain as the arrays it allows: one ``prefixItems``
     of ``const`` per ordering of distinct values, within ``minItems`` and ``maxItems``.

@@ -180,15 +180,27 @@ def summarize_stream(lines: Iterable[tuple[float, str]], t_start_s: float) -> St
             continue
         text = chunk_text(chunk)
         if text:
-            stats.content_chunks += 1
             text_parts.append(text)
-            if prev_s is None:
-                stats.ttft_ms = (ev.time_s - t_start_s) * 1000.0
-            else:
-                stats.itl_ms.append((ev.time_s - prev_s) * 1000.0)
-            prev_s = ev.time_s
-            stats.last_token_ms = (ev.time_s - t_start_s) * 1000.0
+            prev_s = _timed(stats, ev.time_s, t_start_s, prev_s)
         usage_tokens = _apply_meta(stats, chunk, usage_tokens)
+    return _closed(stats, text_parts, usage_tokens)
+
+
+def _timed(stats: StreamStats, time_s: float, t_start_s: float, prev_s: float | None) -> float:
+    """Count one content event at ``time_s``: TTFT for the first, an inter-token gap after.
+    Returns ``time_s``, the next event's ``prev_s``."""
+    stats.content_chunks += 1
+    if prev_s is None:
+        stats.ttft_ms = (time_s - t_start_s) * 1000.0
+    else:
+        stats.itl_ms.append((time_s - prev_s) * 1000.0)
+    stats.last_token_ms = (time_s - t_start_s) * 1000.0
+    return time_s
+
+
+def _closed(stats: StreamStats, text_parts: list[str], usage_tokens: int | None,
+            ) -> StreamStats:
+    """The text, and output tokens from usage where the server reported them, else counted."""
     stats.text = "".join(text_parts)
     if usage_tokens is not None:
         stats.output_tokens = usage_tokens
@@ -275,15 +287,9 @@ def summarize_responses_stream(lines: Iterable[tuple[float, str]], t_start_s: fl
             stats.error = f"stream error: {err}"
             continue
         if kind in _TIMED_DELTAS and isinstance(data.get("delta"), str) and data["delta"]:
-            stats.content_chunks += 1
             if kind == _TEXT_DELTA:
                 text_parts.append(data["delta"])
-            if prev_s is None:
-                stats.ttft_ms = (ev.time_s - t_start_s) * 1000.0
-            else:
-                stats.itl_ms.append((ev.time_s - prev_s) * 1000.0)
-            prev_s = ev.time_s
-            stats.last_token_ms = (ev.time_s - t_start_s) * 1000.0
+            prev_s = _timed(stats, ev.time_s, t_start_s, prev_s)
         elif kind in _FINAL or kind == "response.failed":
             stats.done_seen = True
             usage_tokens = apply_response(stats, data.get("response"))
@@ -294,10 +300,4 @@ def summarize_responses_stream(lines: Iterable[tuple[float, str]], t_start_s: fl
             if stats.cached_tokens is None:
                 # llama-server puts its timings on the final event's data as in chat chunks
                 stats.cached_tokens = _cached_tokens(data)
-    stats.text = "".join(text_parts)
-    if usage_tokens is not None:
-        stats.output_tokens = usage_tokens
-        stats.output_tokens_source = "usage"
-    else:
-        stats.output_tokens = stats.content_chunks
-    return stats
+    return _closed(stats, text_parts, usage_tokens)

@@ -25,7 +25,7 @@ import sys
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -165,10 +165,14 @@ _EXAMPLES = {"recursive $ref": [
 
 
 def _body(model: str, schema: dict[str, Any] | None, *, seed: int, max_tokens: int,
-          temperature: float, stream: bool = False, group: str = "") -> dict[str, Any]:
-    content = "Answer with JSON only."
-    if schema is not None:
-        content += " It must follow this JSON schema: " + json.dumps(schema)
+          temperature: float, stream: bool = False, group: str = "",
+          content: str | None = None) -> dict[str, Any]:
+    """A chat request for JSON; ``content`` (default: the schema, asked for in words) is the
+    user message."""
+    if content is None:
+        content = "Answer with JSON only."
+        if schema is not None:
+            content += " It must follow this JSON schema: " + json.dumps(schema)
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "seed": seed,
                             "temperature": temperature, "stream": stream,
                             "messages": [*_EXAMPLES.get(group, []),
@@ -244,7 +248,6 @@ class Stream:
     first_s: float | None = None
     last_s: float | None = None
     error: str = ""
-    times: list[float] = field(default_factory=list)
 
     def rate(self) -> float | None:
         """Tokens/s after the first token (decode, not the prompt's read)."""
@@ -287,11 +290,11 @@ def speed(url: str, model: str, *, levels: list[int], rounds: int = 3, max_token
         for rnd in range(rounds):
             for kind in ("unconstrained", "constrained"):
                 schema = SPEED_SCHEMA if kind == "constrained" else None
-                bodies = [_body(model, schema, seed=100 * rnd + i, max_tokens=max_tokens,
-                                temperature=1.0, stream=True) for i in range(level)]
-                for b in bodies:  # the same prompt either way: only the mask differs
-                    b["messages"][0]["content"] = "Write a long JSON list of records."
-                    b["ignore_eos"] = True
+                # The same prompt either way: only the mask differs.
+                bodies = [{**_body(model, schema, seed=100 * rnd + i, max_tokens=max_tokens,
+                                   temperature=1.0, stream=True,
+                                   content="Write a long JSON list of records."),
+                           "ignore_eos": True} for i in range(level)]
                 with ThreadPoolExecutor(level) as pool:
                     streams = list(pool.map(lambda b: _stream(url, b, timeout_s), bodies))
                 for s in streams:

@@ -6,9 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from litestar.datastructures import MutableScopeHeaders
-from litestar.types import Message, Scope
-
+from hugind.api.state_headers import header_from_state, note
 from hugind.engine.interface import Engine
 
 RELAXED_HEADER = "x-hugind-schema-relaxed"
@@ -26,7 +24,7 @@ async def enforceable(connection: Any, engine: Engine, schema: Any, *, strict: b
         return schema
     relaxed, removed = await engine.check_schema(schema, strict=strict, param=param)
     if removed:
-        connection.scope.setdefault("state", {})[_SCOPE_KEY] = removed
+        note(connection, _SCOPE_KEY, removed)
     return relaxed
 
 
@@ -36,12 +34,9 @@ def is_strict(spec: dict[str, Any]) -> bool:
     return spec.get("strict") is not False
 
 
-async def add_relaxed_header(message: Message, scope: Scope) -> None:
-    """``before_send``: name what a ``strict: false`` schema lost, streamed or not."""
-    if message["type"] != "http.response.start":
-        return
-    state = scope.get("state")
-    removed = state.get(_SCOPE_KEY) if isinstance(state, dict) else None
-    if removed:
-        MutableScopeHeaders.from_message(message)[RELAXED_HEADER] = "; ".join(
-            quote(r, safe=_SAFE) for r in removed)
+def _listed(removed: list[str]) -> str:
+    return "; ".join(quote(r, safe=_SAFE) for r in removed)
+
+
+# ``before_send``: name what a ``strict: false`` schema lost, streamed or not.
+add_relaxed_header = header_from_state(_SCOPE_KEY, RELAXED_HEADER, _listed)

@@ -143,6 +143,11 @@ def _serve(config: Config, args: argparse.Namespace) -> int:
 
 
 def _bench(argv: list[str]) -> int:
+    # The harness is not part of the installed package: it is found in the source tree the
+    # command runs in (the console script's sys.path starts at its own bin/, not there).
+    root = Path.cwd()
+    if (root / "bench" / "cli.py").is_file() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
     try:
         from bench.cli import main as bench_main
     except ImportError:

@@ -105,6 +105,7 @@ class RequestSpec:
     store: bool = False
     previous_response_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. X-Session-Id for a balancer
     labels: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -148,6 +149,7 @@ class RequestResult:
     inputs: int | None = None
     text: str = ""
     response_id: str | None = None
+    served_by: str | None = None  # a balancer's X-Served-By header: the replica that answered
     labels: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, text_chars: int = 80) -> dict[str, Any]:
@@ -284,9 +286,11 @@ async def send_request(
             lines: list[tuple[float, str]] = []
             broken: str | None = None
             async with client.stream(
-                "POST", url, json=body, headers=_headers(target), timeout=timeout
+                "POST", url, json=body, headers={**_headers(target), **spec.headers},
+                timeout=timeout,
             ) as resp:
                 result.status_code = resp.status_code
+                result.served_by = resp.headers.get("x-served-by")
                 if resp.status_code != 200:
                     result.error = f"HTTP {resp.status_code}: {_error_text(await resp.aread())}"
                 else:
@@ -302,9 +306,11 @@ async def send_request(
                     result.cut_off = True
                     result.error = f"stream cut off: {broken}"
         else:
-            resp = await client.post(url, json=body, headers=_headers(target), timeout=timeout)
+            resp = await client.post(url, json=body, headers={**_headers(target), **spec.headers},
+                                     timeout=timeout)
             t1 = time.perf_counter()
             result.status_code = resp.status_code
+            result.served_by = resp.headers.get("x-served-by")
             if resp.status_code != 200:
                 result.error = f"HTTP {resp.status_code}: {_error_text(resp.content)}"
             else:

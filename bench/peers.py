@@ -290,6 +290,15 @@ class ManagedServer:
             self._log.close()
             self._log = None
 
+    def kill(self) -> None:
+        """SIGKILL the server's process group (a crash: nothing is saved on the way out)."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        self.stop()
+
     def restart(self, timeout_s: float = 120.0) -> float:
         """Stop, start, and wait until ready again; returns seconds until ready."""
         self.stop()

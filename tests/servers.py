@@ -104,3 +104,15 @@ class HugindProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+@contextlib.contextmanager
+def running(procs: dict[str, HugindProcess]) -> Iterator[dict[str, HugindProcess]]:
+    """Start every server, and stop them all however the block ends."""
+    try:
+        for p in procs.values():
+            p.start()
+        yield procs
+    finally:
+        for p in procs.values():
+            p.stop()

@@ -217,6 +217,17 @@ class SessionsConfig(Base):
     # first, each kept this long (None: ``ttl_s``, as long as the conversation's KV).
     responses_max: PositiveInt = 10000
     responses_ttl_s: PositiveInt | None = None
+    # Several replicas share ``dir`` (a ReadWriteMany volume): each turn is saved there with a
+    # version, any replica continues any conversation from the newest one, and budgets and
+    # TTL hold for the directory as a whole. Needs write-behind (flush_s above 0).
+    shared: bool = False
+    # This replica's name in the versions it writes (default: host name and process id).
+    replica_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.shared and self.flush_s <= 0:
+            raise ValueError("shared: needs flush_s above 0 (each turn must reach the shared "
+                             "directory for the other replicas to see it)")
 
     @property
     def response_ttl_s(self) -> int:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.integration.test_sessions import KEYS, QUESTIONS, _cfg, cached, chat, conversation
-from tests.servers import HugindProcess
+from tests.servers import HugindProcess, running
 
 pytestmark = pytest.mark.model
 
@@ -29,13 +29,8 @@ def servers(gemma_path: Path, tmp_path_factory: pytest.TempPathFactory,
              for name, cfg in [("a", _cfg(gemma_path, parallel=2, ram_mb=64)),
                                ("b", _cfg(gemma_path, parallel=2, ram_mb=64)),
                                ("foreign", foreign)]}
-    try:
-        for p in procs.values():
-            p.start()
+    with running(procs):
         yield procs
-    finally:
-        for p in procs.values():
-            p.stop()
 
 
 def _import(url: str, name: str, blob: bytes, key: str = KEYS[1]) -> httpx.Response:

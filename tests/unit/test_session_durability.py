@@ -42,11 +42,11 @@ class CountingDisk(DiskTier):
         self.fail = False
 
     def save(self, tenant: str, name: str, tokens: list[int], data: bytes,
-             last_used: float | None = None, **kw: Any) -> None:
+             last_used: float | None = None, **kw: Any) -> bool:
         if self.fail:
             raise OSError(28, "No space left on device")
         self.saves.append((name, data))
-        super().save(tenant, name, tokens, data, last_used, **kw)
+        return super().save(tenant, name, tokens, data, last_used, **kw)
 
 
 def test_turns_within_the_delay_coalesce_into_one_write(tmp_path: Path) -> None:
@@ -58,7 +58,9 @@ def test_turns_within_the_delay_coalesce_into_one_write(tmp_path: Path) -> None:
     wait_until(lambda: d.get_entry("t", "alice") is not None)
     w.close()
     assert d.saves == [("alice", bytes([4]) * 64)]  # only the newest was written
-    assert d.load("t", "alice") == (list(range(8)), bytes([4]) * 64)
+    stored = d.load("t", "alice")
+    assert stored is not None and (stored.tokens, stored.data) == (list(range(8)),
+                                                                  bytes([4]) * 64)
 
 
 def test_a_failing_disk_is_counted_logged_once_and_retried(
@@ -100,10 +102,10 @@ def test_a_delete_during_a_write_is_not_undone(tmp_path: Path) -> None:
     entered = threading.Event()
 
     class SlowDisk(DiskTier):
-        def save(self, *a: Any, **kw: Any) -> None:
+        def save(self, *a: Any, **kw: Any) -> bool:
             entered.set()
             gate.wait(5)
-            super().save(*a, **kw)
+            return super().save(*a, **kw)
 
     d = SlowDisk(tmp_path, FP, budget_bytes=1 << 20, ttl_s=3600)
     store = SnapshotStore(1 << 20, d, SnapshotWriter(d, delay_s=0.0,

@@ -32,7 +32,8 @@ def test_disk_roundtrip_and_restart(tmp_path: Path) -> None:
     disk = DiskTier(tmp_path, FP, budget_bytes=10**9, ttl_s=3600)
     disk.save("t", "s", [1, 2, 3], b"state")
     again = DiskTier(tmp_path, FP, budget_bytes=10**9, ttl_s=3600)
-    assert again.load("t", "s") == ([1, 2, 3], b"state")
+    stored = again.load("t", "s")
+    assert stored is not None and (stored.tokens, stored.data) == ([1, 2, 3], b"state")
     assert again.load("other", "s") is None
 
 

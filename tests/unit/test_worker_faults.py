@@ -252,7 +252,8 @@ def test_finished_turns_are_written_behind(tmp_path: Path) -> None:
             h.worker.submit(job)
             await events(job)
             wait_until(lambda: disks[0].get_entry("t", "alice") is not None, 2)
-            tokens, data = disks[0].load("t", "alice") or ([], b"")
+            stored = disks[0].load("t", "alice")
+            tokens, data = (stored.tokens, stored.data) if stored else ([], b"")
             assert tokens == prompt[:32]  # whole cells of the prompt: what resumes exactly
             assert json.loads(data) == prompt[:32]  # the KV trimmed to them
         finally:

@@ -21,3 +21,6 @@ class Counters:
     failed_jobs: int = 0  # requests that ended with an engine error, alone
     queue_timeouts: int = 0
     restarts: int = 0  # the worker rebuilt its context after a crash
+    shared_prefixes: int = 0  # prompts that borrowed a prefix of another of the key's sequences
+    shared_prefix_tokens: int = 0  # prefill tokens those borrowed prefixes saved
+    stale_dropped: int = 0  # copies dropped because another replica saved a later turn

@@ -40,6 +40,10 @@ class Job:
     counted: bool = True  # still counted in its worker's queue depth (guarded by its lock)
     epoch: int = 0  # the worker incarnation it was submitted to
     deadline: float | None = None  # monotonic; server.request_timeout_s
+    # A shared session store's version of the job's conversation, read off the worker
+    # before submitting (``stamp_read``); a ``hugind.sessions.Stamp`` or None.
+    stored_stamp: Any = None
+    stamp_read: bool = False
     # Worker-owned state below.
     state: JobState = JobState.QUEUED
     slot: Any = None

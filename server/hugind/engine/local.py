@@ -10,6 +10,8 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -163,6 +165,8 @@ class LocalEngine:
                                    load_timeout_s=server.load_timeout_s,
                                    unload_grace_s=server.shutdown_grace_s)
         self._draining = False
+        # This process's name in a shared session store's versions.
+        self.replica = config.sessions.replica_id or f"{socket.gethostname()}-{os.getpid()}"
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -296,7 +300,8 @@ class LocalEngine:
             fingerprint = {"model": model_fingerprint(h.path, folder),
                            **ctx.fingerprint_facts()}
             disk = DiskTier(folder, fingerprint,
-                            budget_bytes=sessions.disk_budget_mb * 2**20, ttl_s=sessions.ttl_s)
+                            budget_bytes=sessions.disk_budget_mb * 2**20, ttl_s=sessions.ttl_s,
+                            shared=sessions.shared, replica=self.replica)
             ram = sessions.ram_budget_mb * 2**20
             writer = SnapshotWriter(disk, delay_s=sessions.flush_s / 2, name=h.cfg.id,
                                     max_pending_bytes=max(ram, 256 << 20)) \
@@ -450,6 +455,7 @@ class LocalEngine:
         deadline = time.monotonic() + timeout if timeout > 0 else None
         jobs = [Job(req, loop, asyncio.Queue(), sampler=s, deadline=deadline)
                 for req, s in zip(reqs, samplers, strict=True)]
+        await self._read_stamps(h.worker, jobs)
         try:
             h.worker.submit_many(jobs)
         except BaseException:
@@ -457,6 +463,22 @@ class LocalEngine:
                 s.close()
             raise
         return [self._events(h.worker, job) for job in jobs]
+
+    @staticmethod
+    async def _read_stamps(worker: ModelWorker, jobs: list[Job]) -> None:
+        """A shared store: the stored version of each named conversation, read here (a file
+        header on a network volume) rather than on the worker."""
+        disk = worker.shared_disk
+        named = [j for j in jobs if j.req.session is not None]
+        if disk is None or not named:
+            return
+
+        def read() -> None:
+            for j in named:
+                assert j.req.session is not None
+                j.stored_stamp = disk.stamp(j.req.tenant, j.req.session)
+                j.stamp_read = True
+        await asyncio.to_thread(read)
 
     def _validate(self, h: ModelHandle, req: GenerationRequest) -> None:
         if self._by_name.get(req.model) is not h:

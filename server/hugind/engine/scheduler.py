@@ -110,11 +110,12 @@ class Scheduler:
             self._drop_waiting(job)
             job.emit(TokenEvent("", finish_reason=FinishReason.ERROR, error=RequestTimeoutError(
                 "the request waited in the queue past server.request_timeout_s")))
-        # A prompt still being read when time is up ends with no output; one generating ends
-        # at its next token (``_take``).
+        # A prompt still being read when time is up ends with no output (what was read stays
+        # reusable, as for a client that left); one generating ends at its next token
+        # (``_take``).
         for job in [j for j in self.active if j.state is JobState.PREFILL
                     and j.past_deadline(now)]:
-            self._finish(job, FinishReason.LENGTH, keep_kv=False)
+            self._finish(job, FinishReason.LENGTH, turn=False)
         if self.queue_timeout_s <= 0 or not self.waiting:
             return
         for job in [j for j in self.waiting if now - j.queued_at > self.queue_timeout_s]:
@@ -233,6 +234,8 @@ class Scheduler:
         job.pending = job.pending[size:]
         slot.tokens.extend(chunk)
         self.counters.prefilled_tokens += size
+        if not last and size >= self._min_chunk:
+            self._mark_read(job)
         if scoring:
             self._guarded(job, self._score_prompt, job, chunk + job.pending[:1])
         if last and not job.done:
@@ -276,7 +279,17 @@ class Scheduler:
             row += n
             if not job.pending:
                 self._guarded(job, self._prompt_read, job, row - 1)
+            else:  # whole cells (a tail is always the last piece of a prompt)
+                self._mark_read(job)
         return True
+
+    @staticmethod
+    def _mark_read(job: Job) -> None:
+        """A prompt chunk other than the last is in: its whole cells are exact, so a client
+        that leaves or times out now leaves them reusable for its retry (or another sequence
+        of its API key)."""
+        n = len(job.slot.tokens)
+        job.slot.exact = n - n % QUANTUM
 
     def _prompt_read(self, job: Job, row: int) -> None:
         """The last prompt token is in (its logits at batch ``row``): mark what is reusable
@@ -438,7 +451,7 @@ class Scheduler:
 
     def _finish(self, job: Job, reason: FinishReason | None, *, tail: str = "",
                 token: int | None = None, logprobs: list[TokenLogprob] | None = None,
-                keep_kv: bool = True, stop: str | None = None) -> None:
+                keep_kv: bool = True, stop: str | None = None, turn: bool = True) -> None:
         if job.done:
             return
         job.state = JobState.DONE
@@ -446,7 +459,7 @@ class Scheduler:
             self.active.remove(job)
         self._close_sampler(job)
         self.slots.release(job, keep=keep_kv and reason is not None,
-                           turn=reason in (FinishReason.STOP, FinishReason.LENGTH))
+                           turn=turn and reason in (FinishReason.STOP, FinishReason.LENGTH))
         if reason is not None and reason is not FinishReason.CANCELLED:
             usage = Usage(len(job.req.prompt_tokens), job.n_generated, job.cached_tokens)
             job.emit(TokenEvent(tail, [token] if token is not None else [], logprobs or [],

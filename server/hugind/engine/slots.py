@@ -1,6 +1,6 @@
 """The sequence cache: which llama.cpp sequence holds whose conversation, which one a new
-request gets (reuse, eviction), and the snapshots that move conversations to and from the
-RAM and disk tiers.
+request gets (reuse, eviction), the snapshots that move conversations to and from the RAM and
+disk tiers, and prompt prefixes shared between one API key's sequences.
 
 Threading contract: a ``SlotTable`` belongs to its worker thread, like the context it manages.
 """
@@ -17,7 +17,14 @@ from hugind.engine.counters import Counters
 from hugind.engine.jobs import Job
 from hugind.engine.ports import Context
 from hugind.errors import ConflictError
-from hugind.sessions import Snapshot, SnapshotStore
+from hugind.sessions import NO_STAMP, Snapshot, SnapshotStore, Stamp
+
+# A prefix borrowed from another sequence must save at least this many tokens of prefill
+# (copying a sequence's KV costs about what reading a few dozen tokens does on a CPU).
+MIN_SHARED = 64
+# RAM snapshots looked at for a borrowed prefix, newest first.
+MAX_DONOR_SNAPSHOTS = 64
+_UNREAD = object()  # a shared store's version not read before the job reached the worker
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,7 @@ class Slot:
     job: Job | None = None
     last_used: float = 0.0
     dirty: bool = False  # a named conversation whose last turn has not been sent to disk
+    stamp: Stamp = NO_STAMP  # the stored turn its conversation descends from (or is)
 
 
 class SlotTable:
@@ -92,12 +100,20 @@ class SlotTable:
     def reusable(self, slot: Slot, prompt: list[int]) -> int:
         return reusable(slot.tokens, slot.exact, prompt, self.min_chunk)
 
+    @property
+    def replica(self) -> str:
+        disk = self.store.disk if self.store is not None else None
+        return disk.replica if disk is not None else ""
+
     def bind(self, job: Job, slot: Slot) -> None:
         """Give ``slot`` to ``job``: evict or restore conversations as needed, keep the
-        reusable prefix and set the job's prompt tokens still to read."""
+        reusable prefix (its own, or one borrowed from a sequence of the same API key) and
+        set the job's prompt tokens still to read."""
         ctx = self.ctx
         req = job.req
         named = req.session is not None and job.store_session
+        if named:
+            self.drop_stale(job)
         owned = (slot.tenant, slot.session) == (req.tenant, req.session) and named
         if owned:
             self.persist(slot)  # the previous turn reaches disk before this one changes it
@@ -115,6 +131,8 @@ class SlotTable:
             n = 0
         slot.tokens = slot.tokens[:n]
         slot.exact = n
+        if reuse and ctx.can_rewind:
+            n = self._borrow_prefix(slot, req.tenant, prompt, n)
         slot.tenant = req.tenant
         slot.session = req.session if named else None
         slot.job = job
@@ -138,6 +156,77 @@ class SlotTable:
             self.clear(slot)
         elif turn and slot.session is not None and job.store_session and self.store is not None:
             slot.dirty = True
+            slot.stamp = Stamp(slot.stamp.version + 1, self.replica)
+
+    # -- prefixes shared within one API key -------------------------------------------------
+
+    def _borrow_prefix(self, slot: Slot, tenant: str, prompt: list[int], n: int) -> int:
+        """When another sequence of ``tenant`` (resident, or a RAM snapshot) holds a longer
+        exact prefix of ``prompt`` than ``slot``'s ``n`` tokens, copy its KV into ``slot``
+        and keep that prefix. Returns the tokens ``slot`` now gives. Never across API keys."""
+        best, tokens, state = n + MIN_SHARED - 1, None, None
+        for s in self.slots:
+            if s is not slot and s.tenant == tenant and s.tokens:
+                m = self.reusable(s, prompt)
+                if m > best:
+                    best, tokens, state = m, s.tokens, lambda seq=s.seq: self.ctx.state_get(seq)
+        if self.store is not None:
+            for snap in self.store.recent(tenant, MAX_DONOR_SNAPSHOTS):
+                m = reusable(snap.tokens, len(snap.tokens), prompt, self.min_chunk)
+                if m > best:
+                    best, tokens, state = m, snap.tokens, lambda data=snap.data: data
+        if tokens is None or state is None:
+            return n
+        ctx = self.ctx
+        ctx.seq_clear(slot.seq)
+        if not (ctx.state_set(slot.seq, state()) and ctx.seq_rm(slot.seq, best, -1)):
+            log.warning("a shared prompt prefix could not be copied; reading it")
+            ctx.seq_clear(slot.seq)
+            slot.tokens, slot.exact = [], 0
+            return 0
+        slot.tokens, slot.exact = list(tokens[:best]), best
+        self.counters.shared_prefixes += 1
+        self.counters.shared_prefix_tokens += best - n
+        return best
+
+    # -- a store shared by several replicas -------------------------------------------------
+
+    def drop_stale(self, job: Job) -> None:
+        """Shared store: forget this replica's copy (KV or RAM) of the job's conversation
+        when another replica saved a later turn of it, or deleted it; the store's version is
+        then the one restored. A turn of ours not yet written is current: it is written only
+        if no other replica saved that turn first (see ``DiskTier.save``)."""
+        assert job.req.session is not None
+        self._drop_stale(job.req.tenant, job.req.session,
+                         job.stored_stamp if job.stamp_read else _UNREAD)
+
+    def _drop_stale(self, tenant: str, name: str, stored: Stamp | object | None) -> None:
+        store = self.store
+        disk = store.disk if store is not None else None
+        if store is None or disk is None or not disk.shared:
+            return
+        if stored is _UNREAD:
+            stored = disk.stamp(tenant, name)
+        assert stored is None or isinstance(stored, Stamp)
+        unwritten = store.unwritten(tenant, name)
+        for s in self.slots:
+            if (s.tenant, s.session) == (tenant, name) and s.job is None and not self._current(
+                    s.stamp, stored, unwritten or s.dirty):
+                self.clear(s)
+                self.counters.stale_dropped += 1
+        held = store.ram_stamp(tenant, name)
+        if held is not None and not self._current(held, stored, unwritten):
+            store.drop_ram(tenant, name)
+            self.counters.stale_dropped += 1
+
+    def _current(self, local: Stamp, stored: Stamp | None, unwritten: bool) -> bool:
+        if unwritten:
+            return True
+        if stored is None:
+            return False  # deleted (or evicted) by another replica
+        # Our own later write may have landed after ``stored`` was read.
+        return stored == local or (local.origin == self.replica
+                                   and stored.version < local.version)
 
     # -- moving conversations between tiers -------------------------------------------------
 
@@ -167,7 +256,7 @@ class SlotTable:
 
     def _snapshot(self, slot: Slot, tokens: list[int]) -> Snapshot:
         return Snapshot(slot.tenant or "", slot.session or "", tokens,
-                        self.ctx.state_get(slot.seq), slot.last_used)
+                        self.ctx.state_get(slot.seq), slot.last_used, slot.stamp)
 
     def clear(self, slot: Slot) -> None:
         """Empty the slot's KV and forget whose it was."""
@@ -175,6 +264,7 @@ class SlotTable:
         slot.tokens, slot.exact = [], 0
         slot.tenant = slot.session = None
         slot.dirty = False
+        slot.stamp = NO_STAMP
 
     def exact_prefix(self, slot: Slot) -> list[int]:
         """Trim the slot's KV to its exactly reusable prefix (when the cache can rewind) and
@@ -194,6 +284,7 @@ class SlotTable:
         if self.ctx.state_set(slot.seq, snap.data):
             slot.tokens = list(snap.tokens)
             slot.exact = len(slot.tokens)
+            slot.stamp = snap.stamp
             if tier == "ram":
                 self.counters.restored_ram += 1
             else:
@@ -237,6 +328,7 @@ class SlotTable:
     def export_session(self, tenant: str, name: str) -> tuple[list[int], bytes] | None:
         """The conversation's tokens and KV state from whichever tier holds it (a resident
         one is snapshotted from its sequence); None when there is no such session."""
+        self._drop_stale(tenant, name, _UNREAD)
         for s in self.slots:
             if (s.tenant, s.session) == (tenant, name):
                 if s.job is not None:
@@ -260,14 +352,20 @@ class SlotTable:
         if spare is not None and not self.ctx.state_set(spare.seq, data):
             self.ctx.seq_clear(spare.seq)
             return False
+        # Above every version stored so far, so a shared store takes it.
+        held = [s.stamp.version for s in mine]
+        if self.store.disk is not None and (on_disk := self.store.disk.stamp(tenant, name)):
+            held.append(on_disk.version)
+        stamp = Stamp(max(held, default=0) + 1, self.replica)
         for s in mine:
             self.clear(s)
         self.store.delete(tenant, name)
         if spare is None:
-            self.store.put(Snapshot(tenant, name, list(tokens), data))
+            self.store.put(Snapshot(tenant, name, list(tokens), data, stamp=stamp))
             return True
         spare.tokens, spare.exact = list(tokens), len(tokens)
         spare.tenant, spare.session = tenant, name
+        spare.stamp = stamp
         spare.last_used = time.time()
         spare.dirty = True  # reaches disk like a finished turn
         return True

@@ -30,7 +30,7 @@ from hugind.engine.scheduler import Scheduler
 from hugind.engine.slots import SlotTable
 from hugind.engine.types import FinishReason, TokenEvent
 from hugind.errors import InvalidRequestError, OverloadedError, QueueFullError
-from hugind.sessions import SnapshotStore, StoreStats, canonical
+from hugind.sessions import DiskTier, SnapshotStore, StoreStats, canonical
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,13 @@ class ModelWorker:
     def stop(self, timeout: float = 30.0) -> None:
         self._inbox.put(_STOP)
         self._thread.join(timeout)
+
+    @property
+    def shared_disk(self) -> DiskTier | None:
+        """The disk tier when several replicas share it (``sessions.shared``)."""
+        store = self._store
+        disk = store.disk if store is not None else None
+        return disk if disk is not None and disk.shared else None
 
     def stats(self) -> dict[str, Any]:
         store = self._store.stats() if self._store else None

@@ -13,7 +13,16 @@ may be read from another thread (it reads plain counters). The disk tier's index
 the writer's thread and the worker may use it at once.
 """
 
-from hugind.sessions.disk import DiskEntry, DiskTier, SessionFileError, canonical
+from hugind.sessions.disk import (
+    NO_STAMP,
+    DiskEntry,
+    DiskTier,
+    SessionFileError,
+    Stamp,
+    Stored,
+    canonical,
+    decode_file,
+)
 from hugind.sessions.fingerprint import model_fingerprint
 from hugind.sessions.prefix import common_prefix
 from hugind.sessions.store import Snapshot, SnapshotStore, StoreStats
@@ -21,6 +30,7 @@ from hugind.sessions.transfer import SessionFile, export_bytes, read_export
 from hugind.sessions.writer import SnapshotWriter
 
 __all__ = [
+    "NO_STAMP",
     "DiskEntry",
     "DiskTier",
     "SessionFile",
@@ -28,9 +38,12 @@ __all__ = [
     "Snapshot",
     "SnapshotStore",
     "SnapshotWriter",
+    "Stamp",
     "StoreStats",
+    "Stored",
     "canonical",
     "common_prefix",
+    "decode_file",
     "export_bytes",
     "model_fingerprint",
     "read_export",

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from hugind.sessions.disk import DiskTier
+from hugind.sessions.disk import NO_STAMP, DiskTier, Stamp, Stored
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ class Snapshot:
     tokens: list[int]
     data: bytes
     last_used: float = field(default_factory=time.time)
+    stamp: Stamp = NO_STAMP  # the turn it holds (see ``hugind.sessions.disk``)
 
     @property
     def nbytes(self) -> int:
@@ -41,6 +42,7 @@ class StoreStats:
     pending_writes: int = 0
     snapshots_written: int = 0
     disk_write_failures: int = 0
+    version_conflicts: int = 0
 
 
 class Persister(Protocol):
@@ -126,14 +128,12 @@ class SnapshotStore:
             unwritten = self.writer.pending(tenant, name)
             if unwritten is not None:
                 return unwritten, "ram"
-        entry = self.disk.get_entry(tenant, name)
         loaded = self.disk.load(tenant, name)
-        if loaded is None or entry is None:
+        if loaded is None:
             return None
         if self.writer is None:
             self.disk.delete(tenant, name)
-        tokens, data = loaded
-        return Snapshot(tenant, name, tokens, data, entry.last_used), "disk"
+        return self._from_disk(tenant, name, loaded), "disk"
 
     def peek(self, tenant: str, name: str) -> Snapshot | None:
         """The conversation's newest stored snapshot, left where it is (for an export)."""
@@ -144,11 +144,34 @@ class SnapshotStore:
             return None
         if self.writer is not None and (unwritten := self.writer.pending(tenant, name)):
             return unwritten
-        entry = self.disk.get_entry(tenant, name)
         loaded = self.disk.load(tenant, name)
-        if loaded is None or entry is None:
-            return None
-        return Snapshot(tenant, name, loaded[0], loaded[1], entry.last_used)
+        return self._from_disk(tenant, name, loaded) if loaded is not None else None
+
+    @staticmethod
+    def _from_disk(tenant: str, name: str, stored: Stored) -> Snapshot:
+        return Snapshot(tenant, name, stored.tokens, stored.data, stored.last_used, stored.stamp)
+
+    def drop_ram(self, tenant: str, name: str) -> None:
+        """Forget the RAM copy (a stale one: another replica saved a later turn)."""
+        self._drop_ram((tenant, name))
+
+    def recent(self, tenant: str, limit: int) -> list[Snapshot]:
+        """Up to ``limit`` of ``tenant``'s RAM snapshots, most recently used first."""
+        out: list[Snapshot] = []
+        for snap, _ in reversed(self._ram.values()):
+            if snap.tenant == tenant:
+                out.append(snap)
+                if len(out) == limit:
+                    break
+        return out
+
+    def ram_stamp(self, tenant: str, name: str) -> Stamp | None:
+        held = self._ram.get((tenant, name))
+        return held[0].stamp if held is not None else None
+
+    def unwritten(self, tenant: str, name: str) -> bool:
+        """Whether a snapshot of the conversation is still waiting for (or in) its write."""
+        return self.writer is not None and self.writer.pending(tenant, name) is not None
 
     def has_on_disk(self, tenant: str, name: str) -> bool:
         if self.disk is None:
@@ -202,6 +225,7 @@ class SnapshotStore:
             pending_writes=writer.pending_count if writer else 0,
             snapshots_written=writer.written if writer else 0,
             disk_write_failures=(writer.failures if writer else 0),
+            version_conflicts=disk.conflicts if disk else 0,
         )
 
     def _drop_ram(self, key: tuple[str, str]) -> bool:
@@ -214,6 +238,7 @@ class SnapshotStore:
         if self.disk is None:
             return
         try:
-            self.disk.save(snap.tenant, snap.name, snap.tokens, snap.data, snap.last_used)
+            self.disk.save(snap.tenant, snap.name, snap.tokens, snap.data, snap.last_used,
+                           stamp=snap.stamp)
         except OSError as exc:  # the disk tier failing must not take the model down
             log.warning("could not write a session snapshot to disk: %s", exc.strerror or exc)

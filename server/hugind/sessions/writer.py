@@ -142,12 +142,13 @@ class SnapshotWriter:
         while (nxt := self._next()) is not None:
             key, snap = nxt
             try:
-                self.disk.save(snap.tenant, snap.name, snap.tokens, snap.data, snap.last_used,
-                               wanted=lambda k=key: self._wanted(k))
+                written = self.disk.save(snap.tenant, snap.name, snap.tokens, snap.data,
+                                         snap.last_used, wanted=lambda k=key: self._wanted(k),
+                                         stamp=snap.stamp)
             except OSError as exc:
                 self._failed(key, snap, exc)
             else:
-                self.written += 1
+                self.written += written
                 if self._failing:
                     log.warning("session snapshots are being written again")
                 self._failing = 0

@@ -1,11 +1,13 @@
-"""Deployment files: Kubernetes manifests validated against the Kubernetes schemas (the
-ServiceMonitor, a CRD, against a schema of its required fields), the configs they carry
-loaded by Hugind's loader, and the Dockerfiles read for what images cannot show here."""
+"""Deployment files: Kubernetes manifests, and the overlays built from them, validated against
+the Kubernetes schemas (the ServiceMonitor, a CRD, against a schema of its required fields),
+the configs they carry loaded by Hugind's loader, the nginx example checked by ``nginx -t``,
+and the Dockerfiles read for what images cannot show here."""
 
 from __future__ import annotations
 
-import copy
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from hugind.config import ConfigError, load_config, parse_config
+from hugind.config import ConfigError, SessionsConfig, load_config, parse_config
 
 ROOT = Path(__file__).parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
+BASE = K8S / "base"
+NGINX_CONF = ROOT / "deploy" / "nginx" / "hugind.conf"
 K8S_VERSION = "1.30.0"
 # The fields of monitoring.coreos.com/v1 ServiceMonitor that the Prometheus Operator needs
 # and that this manifest uses (its CRD is not in the Kubernetes schemas).
@@ -55,15 +59,21 @@ def docs(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
+def kustomization(folder: Path) -> dict[str, Any]:
+    return yaml.safe_load((folder / "kustomization.yaml").read_text())
+
+
 def manifests() -> dict[str, dict[str, Any]]:
-    """Every resource the kustomization lists, by kind."""
-    listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
-    return {d["kind"]: d for name in listed for d in docs(K8S / name)}
+    """Every resource the base kustomization lists, by kind."""
+    listed = kustomization(BASE)["resources"]
+    return {d["kind"]: d for name in listed for d in docs(BASE / name)}
 
 
 def merge(base: Any, patch: Any) -> Any:
     """A strategic-merge patch as kubectl applies it to these fields: maps merge, lists of
-    named items (containers, env) merge by name, other lists are replaced."""
+    named items (containers, env, volumes, volumeMounts) merge by name and drop an item
+    marked ``$patch: delete``, other lists are replaced. (kubectl merges volumeMounts by
+    mountPath; every mount here has its own name and a deleted one names both.)"""
     if isinstance(base, dict) and isinstance(patch, dict):
         out = dict(base)
         for key, value in patch.items():
@@ -73,9 +83,41 @@ def merge(base: Any, patch: Any) -> Any:
             isinstance(i, dict) and "name" in i for i in base + patch):
         named = {i["name"]: i for i in base}
         for item in patch:
-            named[item["name"]] = merge(named.get(item["name"], {}), item)
+            if item.get("$patch") == "delete":
+                del named[item["name"]]
+            else:
+                named[item["name"]] = merge(named.get(item["name"], {}), item)
         return list(named.values())
     return patch
+
+
+def render(folder: Path) -> list[dict[str, Any]]:
+    """The resources ``kubectl kustomize folder`` builds, as these kustomizations use it: the
+    resources (files, or folders built in turn), the strategic-merge patches (a resource
+    marked ``$patch: delete`` is dropped), then the namespace on every namespaced one."""
+    k = kustomization(folder)
+    out: list[dict[str, Any]] = []
+    for name in k.get("resources", []):
+        path = folder / name
+        out += render(path) if path.is_dir() else docs(path)
+    for entry in k.get("patches", []):
+        for patch in docs(folder / entry["path"]):
+            [i] = [i for i, r in enumerate(out) if (r["kind"], r["metadata"]["name"]) ==
+                   (patch["kind"], patch["metadata"]["name"])]
+            if patch.get("$patch") == "delete":
+                del out[i]
+            else:
+                out[i] = merge(out[i], patch)
+    if "namespace" in k:
+        out = [r if r["kind"] == "Namespace" else
+               merge(r, {"metadata": {"namespace": k["namespace"]}}) for r in out]
+    return out
+
+
+def by_kind(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    kinds = [r["kind"] for r in resources]
+    assert len(set(kinds)) == len(kinds), kinds
+    return {r["kind"]: r for r in resources}
 
 
 def container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -84,15 +126,58 @@ def container(deployment: dict[str, Any]) -> dict[str, Any]:
 
 
 def cuda_deployment() -> dict[str, Any]:
-    patch = docs(K8S / "cuda" / "gpu-patch.yaml")[0]
-    return merge(copy.deepcopy(manifests()["Deployment"]), patch)
+    return by_kind(render(K8S / "cuda"))["Deployment"]
+
+
+def replicas() -> dict[str, dict[str, Any]]:
+    return by_kind(render(K8S / "replicas"))
 
 
 def test_kustomization_lists_every_manifest() -> None:
-    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
-    assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    cuda = yaml.safe_load((K8S / "cuda" / "kustomization.yaml").read_text())
-    assert cuda["resources"] == [".."] and cuda["patches"] == [{"path": "gpu-patch.yaml"}]
+    listed = set(kustomization(BASE)["resources"])
+    assert listed == {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml"}
+    assert kustomization(K8S)["resources"] == ["base"]
+    cuda = kustomization(K8S / "cuda")
+    assert cuda["resources"] == ["../base"] and cuda["patches"] == [{"path": "gpu-patch.yaml"}]
+    overlay = kustomization(K8S / "replicas")
+    used = {*overlay["resources"], *(p["path"] for p in overlay["patches"])}
+    assert used == {"../base"} | {p.name for p in (K8S / "replicas").glob("*.yaml")} - \
+        {"kustomization.yaml"}
+
+
+@pytest.mark.parametrize("folder", ["", "cuda", "replicas"])
+def test_no_kustomization_uses_a_folder_that_holds_it(folder: str) -> None:
+    # kustomize refuses it ("cycle detected: candidate root ... contains visited root").
+    here = (K8S / folder).resolve()
+    for name in kustomization(here)["resources"]:
+        if (here / name).is_dir():
+            assert not here.is_relative_to((here / name).resolve()), name
+
+
+def identity(resource: dict[str, Any]) -> tuple[str, str]:
+    return resource["kind"], resource["metadata"]["name"]
+
+
+def normalized(node: Any) -> Any:
+    """Lists of named items in name order (kustomize puts a patch's new items first)."""
+    if isinstance(node, dict):
+        return {k: normalized(v) for k, v in node.items()}
+    if isinstance(node, list):
+        items = [normalized(i) for i in node]
+        if all(isinstance(i, dict) and "name" in i for i in items):
+            items.sort(key=lambda i: i["name"])
+        return items
+    return node
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+@pytest.mark.parametrize("folder", ["", "cuda", "replicas"])
+def test_kustomize_builds_what_these_tests_check(folder: str) -> None:
+    built = subprocess.run(["kubectl", "kustomize", str(K8S / folder)], capture_output=True,
+                           text=True, timeout=60)
+    assert built.returncode == 0, built.stderr
+    assert sorted((normalized(d) for d in yaml.safe_load_all(built.stdout) if d), key=identity) \
+        == sorted((normalized(r) for r in render(K8S / folder)), key=identity)
 
 
 @pytest.mark.parametrize("kind", ["Namespace", "ConfigMap", "Secret", "PersistentVolumeClaim",
@@ -108,6 +193,94 @@ def test_cuda_patch_gives_a_valid_deployment_with_a_gpu() -> None:
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1 and c["image"].endswith(":cuda")
     assert {e["name"] for e in c["env"]} == {"HF_HOME", "NVIDIA_VISIBLE_DEVICES"}
     assert c["readinessProbe"] == container(manifests()["Deployment"])["readinessProbe"]
+
+
+def test_replicas_overlay_matches_the_kubernetes_schema() -> None:
+    for resource in render(K8S / "replicas"):
+        if resource["kind"] == "ServiceMonitor":
+            jsonschema.validate(resource, SERVICE_MONITOR_SCHEMA)
+        else:
+            kubernetes_validate.validate(resource, K8S_VERSION, strict=True)
+
+
+def test_replicas_roll_three_pods_on_a_shared_sessions_volume() -> None:
+    m = replicas()
+    deployment = m["Deployment"]
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    # The base's one ReadWriteOnce claim is gone: every claim left is ReadWriteMany.
+    claim = m["PersistentVolumeClaim"]
+    assert claim["metadata"]["name"] == "hugind-sessions"
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"]
+              if "persistentVolumeClaim" in v}
+    assert claims == {"hugind-sessions"}
+    assert "emptyDir" in volumes["models"]  # each pod assembles its own model file
+    # The base's pod and container security, probes and grace period are kept.
+    base = manifests()["Deployment"]
+    base_pod = base["spec"]["template"]["spec"]
+    for key in ("securityContext", "terminationGracePeriodSeconds"):
+        assert pod[key] == base_pod[key]
+    for key in ("securityContext", "startupProbe", "livenessProbe", "readinessProbe",
+                "image", "args", "resources"):
+        assert container(deployment)[key] == container(base)[key]
+
+
+def test_replicas_config_shares_sessions_named_after_the_pod(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    m = replicas()
+    c = container(m["Deployment"])
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    mounts = {v["mountPath"]: v["name"] for v in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in m["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    config_path = Path(c["args"][-1])
+    assert mounts[str(config_path.parent)] == "config"
+    assert volumes["config"]["configMap"]["name"] == m["ConfigMap"]["metadata"]["name"]
+    text = m["ConfigMap"]["data"][config_path.name]
+    monkeypatch.delenv("POD_NAME", raising=False)
+    with pytest.raises(ConfigError, match=r"sessions\.replica_id: .*POD_NAME"):
+        parse_config(yaml.safe_load(text))
+    monkeypatch.setenv("POD_NAME", "hugind-6d9f7c-x2x4q")
+    for name, value in m["Secret"]["stringData"].items():
+        (tmp_path / name).write_text(value)
+    (tmp_path / "config.yaml").write_text(text.replace("/etc/hugind/keys", str(tmp_path)))
+    config = load_config(tmp_path / "config.yaml")
+    sessions = config.sessions
+    assert sessions.shared and sessions.flush_s > 0
+    assert sessions.replica_id == "hugind-6d9f7c-x2x4q"
+    assert mounts[sessions.dir] == "sessions" and mounts[config.models_dir] == "models"
+    assert volumes["sessions"]["persistentVolumeClaim"]["claimName"] == \
+        m["PersistentVolumeClaim"]["metadata"]["name"]
+    # The rest is the base's config, so the two stay alike.
+    base = yaml.safe_load(manifests()["ConfigMap"]["data"][config_path.name])
+    shared = yaml.safe_load(text)
+    assert base["sessions"].items() <= shared["sessions"].items()
+    assert {k: v for k, v in shared.items() if k != "sessions"} == \
+        {k: v for k, v in base.items() if k != "sessions"}
+
+
+def test_replicas_ingress_hashes_on_the_session_header_and_streams() -> None:
+    m = replicas()
+    ingress = m["Ingress"]
+    notes = ingress["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert notes[prefix + "upstream-hash-by"] == "$http_x_session_id"
+    assert notes[prefix + "proxy-buffering"] == "off"
+    assert notes[prefix + "proxy-request-buffering"] == "off"
+    assert int(notes[prefix + "proxy-read-timeout"]) >= 600
+    size = re.fullmatch(r"(\d+)([mg])", notes[prefix + "proxy-body-size"])
+    assert size
+    config = yaml.safe_load(m["ConfigMap"]["data"]["config.yaml"])
+    max_import_mb = config["sessions"].get("max_import_mb", SessionsConfig().max_import_mb)
+    assert int(size[1]) * (1024 if size[2] == "g" else 1) >= max_import_mb
+    [rule] = ingress["spec"]["rules"]
+    [path] = rule["http"]["paths"]
+    backend = path["backend"]["service"]
+    assert backend["name"] == m["Service"]["metadata"]["name"]
+    assert backend["port"]["name"] in {p["name"] for p in m["Service"]["spec"]["ports"]}
 
 
 def test_service_monitor_scrapes_metrics_with_the_admin_key() -> None:
@@ -167,6 +340,54 @@ def test_deployment_mounts_what_the_config_reads(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(mounted)
     loaded = load_config(tmp_path / "config.yaml")
     assert len(loaded.server.client_keys()) == 2 and len(loaded.server.all_admin_keys()) == 1
+
+
+# -- nginx -----------------------------------------------------------------------------------
+
+def nginx_directives() -> str:
+    """The example without its comments, one space between words."""
+    text = re.sub(r"#[^\n]*", "", NGINX_CONF.read_text())
+    return re.sub(r"\s+", " ", text)
+
+
+def test_nginx_example_passes_nginx_t(tmp_path: Path) -> None:
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+    if nginx is None:
+        pytest.skip("nginx is not installed")
+    (tmp_path / "logs").mkdir()  # the example's pid file, logs and temp folders are under -p
+    done = subprocess.run([nginx, "-t", "-c", str(NGINX_CONF), "-p", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "test is successful" in done.stderr
+
+
+def test_nginx_example_hashes_on_the_session_header() -> None:
+    conf = nginx_directives()
+    assert 'map $http_x_session_id $affinity { "" $remote_addr; default $http_x_session_id; }' \
+        in conf
+    upstream = re.search(r"upstream hugind \{([^}]*)\}", conf)
+    assert upstream
+    body = upstream[1]
+    assert body.strip().startswith("hash $affinity consistent;")
+    servers = re.findall(r"server (\S+) ([^;]*);", body)
+    assert len(servers) == 3
+    assert all(options == "max_fails=1 fail_timeout=10s" for _, options in servers)
+    assert "keepalive" in body
+    for directive in ("proxy_pass http://hugind;", "proxy_http_version 1.1;",
+                      'proxy_set_header Connection "";', "proxy_buffering off;",
+                      "proxy_request_buffering off;", "proxy_read_timeout 600s;",
+                      "client_max_body_size 1g;",
+                      "proxy_next_upstream error timeout http_502 http_503;"):
+        assert directive in conf, directive
+
+
+def test_nginx_example_logs_no_credentials_or_bodies() -> None:
+    conf = nginx_directives()
+    [log_format] = re.findall(r"log_format hugind ([^;]*);", conf)
+    for variable in ("$http_authorization", "$http_x_api_key", "$http_cookie", "$request_body",
+                     "$request ", '$request"', "$request_uri", "$args", "$query_string"):
+        assert variable not in log_format, variable
+    assert re.findall(r"access_log (\S+) (\S+);", conf) == [("logs/access.log", "hugind")]
 
 
 # -- Docker ----------------------------------------------------------------------------------

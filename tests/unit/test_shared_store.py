@@ -94,7 +94,7 @@ def test_one_budget_for_the_directory_and_pins_hold(tmp_path: Path) -> None:
     a.pin("t", "b0", 1100)  # pins.json is shared: both pins stay
     assert {n for _, n in b._read_pins()} == {"a0", "b0"}
     for t in (a, b):
-        t._scanned_at = 0.0  # as if the rescan interval had passed
+        t._enforced_at = 0.0  # as if the enforcement interval had passed
         t.enforce()
     left = sorted(p.name for p in tmp_path.glob("[!.]*.session"))
     names = {e.name for e in a.entries()}

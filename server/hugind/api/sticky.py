@@ -1,6 +1,6 @@
-"""``X-Session-Id`` on the responses of requests that continue a session, so a balancer or a
-client can stick to it (nginx: ``hash $upstream_http_x_session_id``, or the client sends it
-back) whichever field named the session."""
+"""``X-Session-Id`` on the responses of requests that continue a session, whichever field
+named it, so a client can send it back as the header a balancer hashes on (nginx:
+``hash $http_x_session_id consistent``; see deploy/nginx)."""
 
 from __future__ import annotations
 

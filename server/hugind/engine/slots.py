@@ -165,13 +165,20 @@ class SlotTable:
         exact prefix of ``prompt`` than ``slot``'s ``n`` tokens, copy its KV into ``slot``
         and keep that prefix. Returns the tokens ``slot`` now gives. Never across API keys."""
         best, tokens, state = n + MIN_SHARED - 1, None, None
+
+        def could_beat(held: list[int]) -> bool:  # a cheap test before the prefix match
+            return len(held) > best < len(prompt) and held[best] == prompt[best] \
+                and held[0] == prompt[0]
+
         for s in self.slots:
-            if s is not slot and s.tenant == tenant and s.tokens:
+            if s is not slot and s.tenant == tenant and could_beat(s.tokens):
                 m = self.reusable(s, prompt)
                 if m > best:
                     best, tokens, state = m, s.tokens, lambda seq=s.seq: self.ctx.state_get(seq)
         if self.store is not None:
             for snap in self.store.recent(tenant, MAX_DONOR_SNAPSHOTS):
+                if not could_beat(snap.tokens):
+                    continue
                 m = reusable(snap.tokens, len(snap.tokens), prompt, self.min_chunk)
                 if m > best:
                     best, tokens, state = m, snap.tokens, lambda data=snap.data: data

@@ -203,7 +203,7 @@ class DiskTier:
         self._lock = threading.RLock()
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)] if shared else []
         self._pins: set[tuple[str, str]] = set()
-        self._scanned_at = 0.0
+        self._scanned_at = self._enforced_at = 0.0
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self._scan()
@@ -423,8 +423,9 @@ class DiskTier:
             return out
 
     def _enforce_shared(self, now: float) -> None:
-        if time.monotonic() - self._scanned_at < _RESCAN_S:
+        if time.monotonic() - self._enforced_at < _RESCAN_S:
             return
+        self._enforced_at = time.monotonic()
         try:
             with _flocked(self.root / LOCK_DIR / "enforce.lock", wait=False):
                 self._scan()

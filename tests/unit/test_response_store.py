@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +97,13 @@ async def test_ttl_expires_on_read_and_on_write(tmp_path: Path) -> None:
 async def test_a_new_store_on_the_same_folder_finds_them(tmp_path: Path) -> None:
     r = record()
     await store(tmp_path).put("alice", r)
-    (tmp_path / tenant_dir("alice") / ".tmp-crashed.json").write_bytes(b"{half")
+    crashed = tmp_path / tenant_dir("alice") / ".tmp-crashed.json"
+    crashed.write_bytes(b"{half")
+    os.utime(crashed, (time.time() - 7200, time.time() - 7200))  # a young one may be a write
     again = ResponseStore(tmp_path, max_count=10, ttl_s=3600)  # real clock: file times
     assert await again.get("alice", r.id) == r
     assert await again.get("bob", r.id) is None
-    assert not files(tmp_path, ".tmp-*")  # a crash's leftover is swept at first use
+    assert not files(tmp_path, ".tmp-*")  # a crash's old leftover is swept at first use
 
 
 @pytest.mark.anyio
@@ -146,3 +149,20 @@ def test_the_ttl_defaults_to_the_sessions_ttl() -> None:
     assert parse_config({"sessions": {"ttl_s": 60, "responses_ttl_s": 5}}
                         ).sessions.response_ttl_s == 5
     assert parse_config({}).sessions.responses_max == 10000
+
+
+@pytest.mark.anyio
+async def test_a_response_stored_by_another_replica_is_found(tmp_path: Path) -> None:
+    """Replicas sharing the folder (sessions.shared): one stores, the other finds it though
+    its index was built before, and a young temporary file (a write in progress) stays."""
+    a, b = store(tmp_path), store(tmp_path)
+    in_progress = tmp_path / tenant_dir("t") / ".tmp-x.json"
+    in_progress.parent.mkdir(parents=True)
+    in_progress.write_bytes(b"{")
+    assert len(b) == 0  # b's index is built now, before a stores anything
+    r = record()
+    await a.put("t", r)
+    got = await b.get("t", r.id)
+    assert got is not None and got.response == r.response
+    assert await b.get("other", r.id) is None
+    assert in_progress.exists()

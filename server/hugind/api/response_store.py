@@ -3,7 +3,9 @@
 Bounded by count (the oldest go first) and by age; scoped by tenant (a lookup under another
 tenant finds nothing). Files are written to a temporary name, fsynced and renamed, so a crash
 leaves the old file or the new one, never half of one. The index (id -> tenant, time, path)
-is rebuilt from the folder names and file times at first use, without reading the files.
+is rebuilt from the folder names and file times at first use, without reading the files; a
+file stored later by another replica sharing the folder (``sessions.shared``) is found on a
+lookup that misses the index.
 
 Threading: the async methods run the file IO in worker threads (``asyncio.to_thread``); the
 index is guarded by a lock because those threads share it.
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 _ID = re.compile(r"resp_[0-9a-f]{48}")  # ours only: an id is also a file name
 _SUFFIX = ".json"
 _TMP = ".tmp-"
+_TMP_AGE_S = 3600.0
 
 
 class StoredResponse(msgspec.Struct, kw_only=True):
@@ -88,9 +91,12 @@ class ResponseStore:
         if self._index is None:
             found = []
             for path in self.root.glob(f"t-*/*{_SUFFIX}"):
-                if path.name.startswith(_TMP):  # left by a crash mid-write
+                if path.name.startswith(_TMP):
+                    # left by a crash mid-write; a young one may be another replica's write
+                    # in progress (sessions.shared)
                     with contextlib.suppress(OSError):
-                        path.unlink()
+                        if time.time() - path.stat().st_mtime > _TMP_AGE_S:
+                            path.unlink()
                     continue
                 with contextlib.suppress(OSError):
                     found.append((path.stat().st_mtime, path))
@@ -135,12 +141,24 @@ class ResponseStore:
             return None
         entries = self._entries()
         entry = entries.get(ident)
+        if entry is None:  # stored since the index was built, by another replica
+            entry = self._found(tenant, ident)
+            if entry is not None:
+                entries[ident] = entry
         if entry is None or entry.tenant_dir != tenant_dir(tenant):
             return None
         if entry.created < self._clock() - self.ttl_s:
             self._prune(entries)
             return None
         return entry
+
+    def _found(self, tenant: str, ident: str) -> _Entry | None:
+        """The tenant's file of ``ident`` written by another process sharing the folder."""
+        path = self.root / tenant_dir(tenant) / f"{ident}{_SUFFIX}"
+        try:
+            return _Entry(path.parent.name, path.stat().st_mtime, path)
+        except OSError:
+            return None
 
     def _get(self, tenant: str, ident: str) -> StoredResponse | None:
         with self._lock:

@@ -116,6 +116,12 @@ class Conversations:
         return r
 
 
+def new_client() -> httpx.AsyncClient:
+    """No connection reuse, for every server alike: llama-server closes the connection after
+    a streamed response, so a reused one fails."""
+    return httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0))
+
+
 def _mean(xs: Sequence[float | None]) -> float | None:
     vals = [x for x in xs if x is not None]
     return statistics.fmean(vals) if vals else None
@@ -167,7 +173,7 @@ async def run_restart(args: argparse.Namespace, out: Path, run_id: str) -> dict[
             server = start()
             target = Target(kind, server.url, MODEL)
             try:
-                async with httpx.AsyncClient() as client:
+                async with new_client() as client:
                     for turn in range(1, args.turns + 1):
                         if turn == args.turns:
                             if how == "sigkill":
@@ -227,7 +233,7 @@ async def run_prefix(args: argparse.Namespace, out: Path, run_id: str) -> dict[s
                 conv.history[u] = system + f"User {u + 1} ({run_id}-{kind}) asks."
             target = Target(kind, server.url, MODEL)
             try:
-                async with httpx.AsyncClient() as client:
+                async with new_client() as client:
                     for user in range(args.users):
                         r = await conv.turn(client, target, user, 1, label=kind)
                         say(f"prefix {kind} user {user + 1}: ttft {_fmt(r.ttft_ms)} ms "
@@ -341,7 +347,7 @@ async def run_nginx(args: argparse.Namespace, out: Path, run_id: str) -> dict[st
         proc, port = await asyncio.to_thread(start_nginx, work, replicas)
         target = Target("nginx", f"http://127.0.0.1:{port}", MODEL)
         served: dict[int, str | None] = {}
-        async with httpx.AsyncClient() as client:
+        async with new_client() as client:
             for turn in range(1, args.turns + 1):
                 if turn == args.turns:  # kill the busiest replica after its flush interval
                     counts = {s.cfg.port: sum(1 for v in served.values()

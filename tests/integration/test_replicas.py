@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from hugind.sessions import decode_file
@@ -164,3 +165,22 @@ def test_a_client_leaving_a_long_prefill_leaves_it_for_the_retry(
     retry = chat(url, messages)
     assert cached(retry) >= 1024
     _same_as_fresh(url, messages, retry)
+
+
+def test_a_response_stored_on_one_replica_is_continued_on_the_other(
+        replicas: dict[str, HugindProcess]) -> None:
+    a, b = (openai.OpenAI(base_url=replicas[n].url + "/v1", api_key=KEYS[0], max_retries=0,
+                          timeout=120) for n in ("a", "b"))
+    first = a.responses.create(model="gemma", input=QUESTIONS[0], max_output_tokens=12,
+                               temperature=0)
+    wait_for(lambda: stats(replicas["a"].url)["pending_writes"] == 0, 10, "write-behind")
+    second = b.responses.create(model="gemma", input=QUESTIONS[1], max_output_tokens=12,
+                                temperature=0, previous_response_id=first.id)
+    assert first.usage is not None and second.usage is not None
+    assert second.previous_response_id == first.id
+    assert second.usage.input_tokens_details.cached_tokens > 0  # a's KV, from the store
+    fresh = b.responses.create(model="gemma", max_output_tokens=12, temperature=0, store=False,
+                               input=[{"role": "user", "content": QUESTIONS[0]},
+                                      {"role": "assistant", "content": first.output_text},
+                                      {"role": "user", "content": QUESTIONS[1]}])
+    assert fresh.output_text == second.output_text

@@ -59,7 +59,7 @@ class Scheduler:
         workers = min(ctx.n_threads, ctx.n_seq)
         self._sampling_pool = concurrent.futures.ThreadPoolExecutor(
             workers, thread_name_prefix=f"hugind-{name}-sample") if workers > 1 else None
-        self._outbox = Outbox()
+        self._outbox = Outbox(name)
         self._draw_pool = concurrent.futures.ThreadPoolExecutor(
             max(1, min(4, ctx.n_seq)), thread_name_prefix=f"hugind-{name}-grammar")
 
@@ -494,4 +494,5 @@ class Scheduler:
         for pool in (self._sampling_pool, self._draw_pool):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+        self._outbox.close()
 

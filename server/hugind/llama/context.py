@@ -57,6 +57,7 @@ class Vocab:
         self.fim_suf = llama_cpp.llama_vocab_fim_suf(self._vocab)
         self.fim_mid = llama_cpp.llama_vocab_fim_mid(self._vocab)
         self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}  # asked once per token: a ctypes call a token otherwise
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
         data = text.encode("utf-8")
@@ -89,7 +90,10 @@ class Vocab:
         return b"".join(self.piece(t, special=special) for t in tokens)
 
     def is_eog(self, token: int) -> bool:
-        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+        found = self._eog.get(token)
+        if found is None:
+            found = self._eog[token] = bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+        return found
 
     @property
     def handle(self) -> ctypes.c_void_p:
@@ -163,6 +167,15 @@ class GenerationContext:
         self.n_gpu_layers = gpu_layers(params)
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self._stack.callback(llama_cpp.llama_batch_free, self._batch)
+        # Views of the batch's arrays and a logits row's type, made once: building them is
+        # several microseconds a call, paid on every row of every step otherwise.
+        b, n = self._batch, self.n_batch
+        self._b_token = np.ctypeslib.as_array(b.token, shape=(n,))
+        self._b_pos = np.ctypeslib.as_array(b.pos, shape=(n,))
+        self._b_logits = np.ctypeslib.as_array(b.logits, shape=(n,))
+        np.ctypeslib.as_array(b.n_seq_id, shape=(n,))[:] = 1  # one sequence per token, always
+        self._b_seq = [b.seq_id[i] for i in range(n)]
+        self._row_type = ctypes.c_float * self.vocab.n_vocab
         self.can_rewind = self.n_swa == 0 or params.swa_full
 
     def close(self) -> None:
@@ -176,20 +189,20 @@ class GenerationContext:
         n = len(tokens)
         b = self._batch
         b.n_tokens = n
-        np.ctypeslib.as_array(b.token, shape=(n,))[:] = tokens
-        np.ctypeslib.as_array(b.pos, shape=(n,))[:] = pos
-        np.ctypeslib.as_array(b.n_seq_id, shape=(n,))[:] = 1
-        np.ctypeslib.as_array(b.logits, shape=(n,))[:] = logits
-        seq_id = b.seq_id
+        self._b_token[:n] = tokens
+        self._b_pos[:n] = pos
+        self._b_logits[:n] = logits
+        rows = self._b_seq
         for i, s in enumerate(seqs):
-            seq_id[i][0] = s
+            rows[i][0] = s
         return int(llama_cpp.llama_decode(self._ctx, b))
 
     def logits(self, idx: int) -> np.ndarray:
         ptr = llama_cpp.llama_get_logits_ith(self._ctx, idx)
         if not ptr:
             raise IndexError(f"no logits for batch row {idx}")
-        return np.ctypeslib.as_array(ptr, shape=(self.vocab.n_vocab,))
+        row = self._row_type.from_address(ctypes.addressof(ptr.contents))
+        return np.frombuffer(row, dtype=np.float32)
 
     @property
     def raw_ctx(self) -> ctypes.c_void_p:

@@ -155,13 +155,13 @@ async def run_restart(args: argparse.Namespace, out: Path, run_id: str) -> dict[
     work = Path(tempfile.mkdtemp(prefix="bench-restart-", dir=REPO_ROOT / "bench" / "out"))
     targets: list[tuple[str, str]] = [("hugind", "sigterm"), ("hugind", "sigkill"),
                                       ("llama-server", "sigterm")]
-    conv = Conversations(run_id, args.users, args.doc_words, args.reply_tokens)
     report: dict[str, Any] = {"params": vars_of(args), "passes": {}}
+    samples: list[RequestResult] = []
     try:
         for kind, how in targets:
             label = f"{kind} ({how})"
-            conv.history = Conversations(f"{run_id}-{kind}-{how}", args.users, args.doc_words,
-                                         args.reply_tokens).history
+            conv = Conversations(f"{run_id}-{kind}-{how}", args.users, args.doc_words,
+                                 args.reply_tokens)
             sessions = work / f"sessions-{how}"
 
             def start(kind: str = kind, sessions: Path = sessions) -> ManagedServer:
@@ -191,9 +191,10 @@ async def run_restart(args: argparse.Namespace, out: Path, run_id: str) -> dict[
             finally:
                 server.stop()
             report["passes"][label] = turn_table(conv.results, label, args.turns)
+            samples += conv.results
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report["samples"] = [r.to_dict() for r in conv.results]
+    report["samples"] = [r.to_dict() for r in samples]
     return report
 
 

@@ -20,6 +20,8 @@ import numpy as np
 from hugind.engine.stops import TextStream
 from hugind.engine.types import GenerationRequest, TokenEvent, TokenLogprob
 
+UNREAD = object()  # ``Job.stored_stamp`` before (or without) a look at the store
+
 
 class JobState(str, Enum):
     QUEUED = "queued"  # in the inbox or waiting for a sequence
@@ -40,10 +42,9 @@ class Job:
     counted: bool = True  # still counted in its worker's queue depth (guarded by its lock)
     epoch: int = 0  # the worker incarnation it was submitted to
     deadline: float | None = None  # monotonic; server.request_timeout_s
-    # A shared session store's version of the job's conversation, read off the worker
-    # before submitting (``stamp_read``); a ``hugind.sessions.Stamp`` or None.
-    stored_stamp: Any = None
-    stamp_read: bool = False
+    # A shared session store's version of the job's conversation (a ``hugind.sessions.Stamp``
+    # or None), read off the worker before submitting; ``UNREAD`` when it was not.
+    stored_stamp: Any = UNREAD
     # Worker-owned state below.
     state: JobState = JobState.QUEUED
     slot: Any = None

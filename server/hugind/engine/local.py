@@ -477,7 +477,6 @@ class LocalEngine:
             for j in named:
                 assert j.req.session is not None
                 j.stored_stamp = disk.stamp(j.req.tenant, j.req.session)
-                j.stamp_read = True
         await asyncio.to_thread(read)
 
     def _validate(self, h: ModelHandle, req: GenerationRequest) -> None:

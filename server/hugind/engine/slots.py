@@ -14,7 +14,7 @@ from typing import Any
 
 from hugind.engine.chunking import reusable
 from hugind.engine.counters import Counters
-from hugind.engine.jobs import Job
+from hugind.engine.jobs import UNREAD, Job
 from hugind.engine.ports import Context
 from hugind.errors import ConflictError
 from hugind.sessions import NO_STAMP, Snapshot, SnapshotStore, Stamp
@@ -24,7 +24,6 @@ from hugind.sessions import NO_STAMP, Snapshot, SnapshotStore, Stamp
 MIN_SHARED = 64
 # RAM snapshots looked at for a borrowed prefix, newest first.
 MAX_DONOR_SNAPSHOTS = 64
-_UNREAD = object()  # a shared store's version not read before the job reached the worker
 
 log = logging.getLogger(__name__)
 
@@ -204,15 +203,14 @@ class SlotTable:
         then the one restored. A turn of ours not yet written is current: it is written only
         if no other replica saved that turn first (see ``DiskTier.save``)."""
         assert job.req.session is not None
-        self._drop_stale(job.req.tenant, job.req.session,
-                         job.stored_stamp if job.stamp_read else _UNREAD)
+        self._drop_stale(job.req.tenant, job.req.session, job.stored_stamp)
 
     def _drop_stale(self, tenant: str, name: str, stored: Stamp | object | None) -> None:
         store = self.store
         disk = store.disk if store is not None else None
         if store is None or disk is None or not disk.shared:
             return
-        if stored is _UNREAD:
+        if stored is UNREAD:
             stored = disk.stamp(tenant, name)
         assert stored is None or isinstance(stored, Stamp)
         unwritten = store.unwritten(tenant, name)
@@ -335,7 +333,7 @@ class SlotTable:
     def export_session(self, tenant: str, name: str) -> tuple[list[int], bytes] | None:
         """The conversation's tokens and KV state from whichever tier holds it (a resident
         one is snapshotted from its sequence); None when there is no such session."""
-        self._drop_stale(tenant, name, _UNREAD)
+        self._drop_stale(tenant, name, UNREAD)
         for s in self.slots:
             if (s.tenant, s.session) == (tenant, name):
                 if s.job is not None:

@@ -279,10 +279,8 @@ class DiskTier:
                         Path(tmp).unlink()
                         return False
                     Path(tmp).replace(path)
-                    self._forget(key)
-                    self._entries[key] = DiskEntry(tenant, name, len(tokens), len(blob), when,
-                                                   path, stamp)
-                    self._bytes += len(blob)
+                    self._index(key, DiskEntry(tenant, name, len(tokens), len(blob), when,
+                                               path, stamp))
         except BaseException:
             with contextlib.suppress(OSError):
                 Path(tmp).unlink()
@@ -318,11 +316,7 @@ class DiskTier:
             return None
         stamp = header_stamp(header)
         if self.shared:
-            with self._lock:
-                self._forget(key)
-                self._entries[key] = DiskEntry(tenant, name, len(tokens), len(raw), when,
-                                               path, stamp)
-                self._bytes += len(raw)
+            self._index(key, DiskEntry(tenant, name, len(tokens), len(raw), when, path, stamp))
         return Stored(tokens, data, stamp, when)
 
     def delete(self, tenant: str, name: str) -> bool:
@@ -451,6 +445,14 @@ class DiskTier:
 
     # -- the index ---------------------------------------------------------------------------
 
+    def _index(self, key: tuple[str, str], entry: DiskEntry | None) -> None:
+        """Make ``entry`` the index's entry of ``key`` (None: forget it), as the newest."""
+        with self._lock:
+            self._forget(key)
+            if entry is not None:
+                self._entries[key] = entry
+                self._bytes += entry.size
+
     def _forget(self, key: tuple[str, str]) -> DiskEntry | None:
         entry = self._entries.pop(key, None)
         if entry is not None:
@@ -523,11 +525,7 @@ class DiskTier:
                 stat.st_size, stat.st_mtime) == (known.size, known.last_used):
             return known
         entry = self._read_entry(path) if stat is not None else None
-        with self._lock:
-            self._forget(key)
-            if entry is not None:
-                self._entries[key] = entry
-                self._bytes += entry.size
+        self._index(key, entry)
         return entry
 
     def _scan(self) -> None:

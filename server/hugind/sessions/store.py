@@ -176,9 +176,7 @@ class SnapshotStore:
     def has_on_disk(self, tenant: str, name: str) -> bool:
         if self.disk is None:
             return False
-        if self.writer is not None and self.writer.pending(tenant, name) is not None:
-            return True
-        return self.disk.get_entry(tenant, name) is not None
+        return self.unwritten(tenant, name) or self.disk.get_entry(tenant, name) is not None
 
     def delete(self, tenant: str, name: str) -> bool:
         found = self._drop_ram((tenant, name))

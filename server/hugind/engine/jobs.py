@@ -1,7 +1,9 @@
 """A generation job: created on the event loop, run by a model's worker thread.
 
 Threading contract: the event loop thread creates a ``Job`` and may only set ``cancelled``
-(through ``ModelWorker.cancel``); every other field is written by the worker thread alone.
+(through ``ModelWorker.cancel``; the publisher sets it too, for a loop that is gone or a text
+that failed); every other field is written by the worker thread alone, but for what its
+``TextStream`` holds when the request has no stop strings (``hugind.engine.rendering``).
 Events cross back to the loop through ``loop.call_soon_threadsafe`` (a step's together, see
 ``hugind.engine.outbox``).
 """
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from hugind.engine.rendering import Draft
 from hugind.engine.stops import TextStream
 from hugind.engine.types import GenerationRequest, TokenEvent, TokenLogprob
 
@@ -67,7 +70,7 @@ class Job:
     def past_deadline(self, now: float) -> bool:
         return self.deadline is not None and now >= self.deadline
 
-    def emit(self, event: TokenEvent) -> None:
+    def emit(self, event: TokenEvent | Draft) -> None:
         if self.outbox is not None:
             self.outbox.put(self, event)
             return

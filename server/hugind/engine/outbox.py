@@ -7,8 +7,9 @@ worker, even that one costs it: the write wakes the loop, which takes the GIL to
 the worker then waits behind it (measured with cProfile at 8 streams: ~0.29 ms of each step in
 ``socket.send``). So the worker only queues a step's events; a publisher thread makes the
 call, and gets the GIL when the worker lets it go, in the next ``llama_decode``: the loop
-delivers while the model computes. One queue for every event of a scheduler, so a job's
-events (a token, then its error) keep their order.
+delivers while the model computes. It also renders the text of :class:`Draft` events (see
+``hugind.engine.rendering``) before handing them on. One queue for every event of a
+scheduler, so a job's events (a token, then its error) keep their order.
 
 Threading contract: ``open``/``put``/``flush``/``close`` on the worker thread alone; the
 publisher thread calls ``call_soon_threadsafe``; ``_deliver`` runs on each event loop.
@@ -22,11 +23,13 @@ import queue
 import threading
 from typing import Any
 
-from hugind.engine.types import TokenEvent
+from hugind.engine.rendering import Draft
+from hugind.engine.types import FinishReason, TokenEvent
+from hugind.errors import InternalError
 
 log = logging.getLogger(__name__)
 
-_Held = dict[asyncio.AbstractEventLoop, list[tuple[Any, TokenEvent]]]
+_Held = dict[asyncio.AbstractEventLoop, list[tuple[Any, TokenEvent | Draft]]]
 
 
 class Outbox:
@@ -42,7 +45,7 @@ class Outbox:
         """Hold events until :meth:`flush` (the scheduler opens it for one step)."""
         self._open = True
 
-    def put(self, job: Any, event: TokenEvent) -> None:
+    def put(self, job: Any, event: TokenEvent | Draft) -> None:
         if self._open:
             self._held.setdefault(job.loop, []).append((job, event))
         else:
@@ -64,9 +67,27 @@ class Outbox:
         while (held := self._queue.get()) is not None:
             for loop, batch in held.items():
                 try:
-                    _send(loop, batch)
+                    _send(loop, _rendered(batch))
                 except Exception:  # the publisher must outlive one bad loop
                     log.exception("could not hand events to an event loop")
+
+
+def _rendered(batch: list[tuple[Any, TokenEvent | Draft]]) -> list[tuple[Any, TokenEvent]]:
+    out: list[tuple[Any, TokenEvent]] = []
+    for job, event in batch:
+        if type(event) is Draft:
+            if job.cancelled:  # nobody listens, or its text already failed
+                continue
+            try:
+                event = event.render(job.text)
+            except Exception:  # that job fails alone; the worker ends it as cancelled
+                log.exception("could not detokenize a token of a request")
+                job.cancelled = True
+                event = TokenEvent("", finish_reason=FinishReason.ERROR, error=InternalError(
+                    "the engine failed on this request; other requests are unaffected"))
+        assert isinstance(event, TokenEvent)
+        out.append((job, event))
+    return out
 
 
 def _send(loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, TokenEvent]]) -> None:

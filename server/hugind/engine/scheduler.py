@@ -30,6 +30,7 @@ from hugind.engine.counters import Counters
 from hugind.engine.jobs import Job, JobState
 from hugind.engine.outbox import Outbox
 from hugind.engine.ports import Context
+from hugind.engine.rendering import Draft
 from hugind.engine.slots import SlotTable
 from hugind.engine.stops import TextStream
 from hugind.engine.types import FinishReason, TokenEvent, TokenLogprob, TopLogprob, Usage
@@ -392,25 +393,29 @@ class Scheduler:
     def _take(self, job: Job, token: int, lps: list[TokenLogprob]) -> None:
         ctx = self.ctx
         req = job.req
-        assert job.text is not None
+        stream = job.text
+        assert stream is not None
+        matching = stream.matching  # else the publisher makes the text (see rendering)
         if ctx.vocab.is_eog(token) and not req.ignore_eos:
-            tail = job.text.flush()  # may complete a stop that a longer one kept pending
-            self._finish(job, FinishReason.STOP, tail=tail, stop=job.text.matched)
+            # A flush may complete a stop that a longer one kept pending.
+            tail = stream.flush() if matching else ""
+            self._finish(job, FinishReason.STOP, tail=tail, stop=stream.matched)
             return
         job.n_generated += 1
         self.counters.generated_tokens += 1
-        text = job.text.push(ctx.vocab.piece(token))
-        if job.text.stopped:
+        text = stream.push(ctx.vocab.piece(token)) if matching else ""
+        if stream.stopped:
             self._finish(job, FinishReason.STOP, tail=text, token=token, logprobs=lps,
-                         stop=job.text.matched)
+                         stop=stream.matched)
         elif (job.n_generated >= req.max_tokens or len(job.slot.tokens) + 1 >= ctx.n_ctx_seq
               or job.past_deadline(time.monotonic())):
-            self._finish(job, FinishReason.LENGTH, tail=text + job.text.flush(), token=token,
-                         logprobs=lps)
+            tail = (text + stream.flush()) if matching else ""
+            self._finish(job, FinishReason.LENGTH, tail=tail, token=token, logprobs=lps)
         else:
             job.next_token = token
             job.state = JobState.DECODE
-            job.emit(TokenEvent(text, [token], lps))
+            job.emit(TokenEvent(text, [token], lps) if matching
+                     else Draft(ctx.vocab.piece(token), [token], lps))
 
     def _logprob(self, logits: np.ndarray, token: int, top_n: int) -> TokenLogprob:
         vocab = self.ctx.vocab
@@ -452,6 +457,8 @@ class Scheduler:
     def _finish(self, job: Job, reason: FinishReason | None, *, tail: str = "",
                 token: int | None = None, logprobs: list[TokenLogprob] | None = None,
                 keep_kv: bool = True, stop: str | None = None, turn: bool = True) -> None:
+        """End ``job``; its last event carries ``tail``, unless the publisher makes its text
+        (no stop strings: it flushes the job's text itself)."""
         if job.done:
             return
         job.state = JobState.DONE
@@ -462,8 +469,13 @@ class Scheduler:
                            turn=turn and reason in (FinishReason.STOP, FinishReason.LENGTH))
         if reason is not None and reason is not FinishReason.CANCELLED:
             usage = Usage(len(job.req.prompt_tokens), job.n_generated, job.cached_tokens)
-            job.emit(TokenEvent(tail, [token] if token is not None else [], logprobs or [],
-                                finish_reason=reason, usage=usage, stop=stop))
+            tokens = [token] if token is not None else []
+            if job.text is not None and not job.text.matching:  # its text: the publisher's
+                piece = self.ctx.vocab.piece(token) if token is not None else None
+                job.emit(Draft(piece, tokens, logprobs or [], reason, usage))
+            else:
+                job.emit(TokenEvent(tail, tokens, logprobs or [], finish_reason=reason,
+                                    usage=usage, stop=stop))
 
     @staticmethod
     def _close_sampler(job: Job) -> None:

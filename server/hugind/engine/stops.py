@@ -60,6 +60,11 @@ class TextStream:
         self.stopped = False
 
     @property
+    def matching(self) -> bool:
+        """Whether there are stop strings to match (else the text never ends a sequence)."""
+        return bool(self._matchers)
+
+    @property
     def matched(self) -> str | None:
         """The stop string the text was cut at, once ``stopped``."""
         return self._cut_by if self.stopped else None

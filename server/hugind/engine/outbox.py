@@ -29,13 +29,13 @@ from hugind.errors import InternalError
 
 log = logging.getLogger(__name__)
 
-_Held = dict[asyncio.AbstractEventLoop, list[tuple[Any, TokenEvent | Draft]]]
+_Held = list[tuple[Any, TokenEvent | Draft]]
 
 
 class Outbox:
     def __init__(self, name: str = "engine") -> None:
         self._open = False
-        self._held: _Held = {}
+        self._held: _Held = []
         self._queue: queue.SimpleQueue[_Held | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._publish, name=f"hugind-{name}-events",
                                         daemon=True)
@@ -47,13 +47,13 @@ class Outbox:
 
     def put(self, job: Any, event: TokenEvent | Draft) -> None:
         if self._open:
-            self._held.setdefault(job.loop, []).append((job, event))
+            self._held.append((job, event))
         else:
-            self._queue.put({job.loop: [(job, event)]})
+            self._queue.put([(job, event)])
 
     def flush(self) -> None:
         self._open = False
-        held, self._held = self._held, {}
+        held, self._held = self._held, []
         if held:
             self._queue.put(held)
 
@@ -65,9 +65,12 @@ class Outbox:
 
     def _publish(self) -> None:
         while (held := self._queue.get()) is not None:
-            for loop, batch in held.items():
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, TokenEvent]]] = {}
+            for job, event in _rendered(held):
+                by_loop.setdefault(job.loop, []).append((job, event))
+            for loop, batch in by_loop.items():
                 try:
-                    _send(loop, _rendered(batch))
+                    _send(loop, batch)
                 except Exception:  # the publisher must outlive one bad loop
                     log.exception("could not hand events to an event loop")
 
@@ -75,7 +78,7 @@ class Outbox:
 def _rendered(batch: list[tuple[Any, TokenEvent | Draft]]) -> list[tuple[Any, TokenEvent]]:
     out: list[tuple[Any, TokenEvent]] = []
     for job, event in batch:
-        if type(event) is Draft:
+        if isinstance(event, Draft):
             if job.cancelled:  # nobody listens, or its text already failed
                 continue
             try:
@@ -85,7 +88,6 @@ def _rendered(batch: list[tuple[Any, TokenEvent | Draft]]) -> list[tuple[Any, To
                 job.cancelled = True
                 event = TokenEvent("", finish_reason=FinishReason.ERROR, error=InternalError(
                     "the engine failed on this request; other requests are unaffected"))
-        assert isinstance(event, TokenEvent)
         out.append((job, event))
     return out
 

@@ -36,7 +36,14 @@ from bench.client import (
     probe_responses,
 )
 from bench.machine import machine_facts
-from bench.peers import KINDS, ManagedServer, PeerConfig, PeerError, default_model_path
+from bench.peers import (
+    KINDS,
+    ManagedServer,
+    PeerConfig,
+    PeerError,
+    default_model_path,
+    hugind_model_path,
+)
 from bench.report import load_report, write_report
 from bench.scenarios import (
     Budget,
@@ -261,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
 def _peer_configs(args: argparse.Namespace, first_port: int = 0) -> list[PeerConfig]:
     needs_model = any(k != "hugind" for k, _ in args.start) or getattr(args, "engine", False)
     if needs_model and not args.model_path:
-        args.model_path = default_model_path()
+        starts_hugind = any(k == "hugind" for k, _ in args.start)
+        args.model_path = ((hugind_model_path(args.hugind_config, args.model_id)
+                            if starts_hugind else None) or default_model_path())
     cfgs: list[PeerConfig] = []
     for i, (kind, name) in enumerate(args.start):
         common: dict[str, Any] = {

@@ -4,14 +4,16 @@ times out or is refused, and that unloads wait for running requests."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
+import weakref
 
 import pytest
 
 from hugind.config import ModelConfig
 from hugind.engine.handle import ModelHandle
-from hugind.engine.lifecycle import Lifecycle, public_reason
+from hugind.engine.lifecycle import Lifecycle, public_reason, release_memory, settle_heap
 from hugind.errors import ModelNotReadyError, OverloadedError
 
 
@@ -137,3 +139,24 @@ def test_public_reason_drops_folders() -> None:
     exc = Exception("llama.cpp could not load /srv/secret/models/x.gguf (not a valid GGUF?)")
     assert public_reason(exc) == "llama.cpp could not load x.gguf (not a valid GGUF?)"
     assert public_reason(Exception(r"no such file: C:\Users\me\m.gguf")) == "no such file: m.gguf"
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the cyclic collector frees it
+
+
+def test_a_settled_heap_is_left_alone_until_an_unload_frees_its_cycles() -> None:
+    try:
+        node = _Node()
+        gone = weakref.ref(node)
+        settle_heap()
+        assert gc.get_freeze_count() > 0  # full collections no longer walk what loaded
+        del node
+        gc.collect()
+        assert gone() is not None  # frozen: a collection does not look at it
+        release_memory()  # an unload: what the model left behind is collected
+        assert gone() is None
+        assert gc.get_freeze_count() > 0  # and what is still alive is frozen again
+    finally:
+        gc.unfreeze()

@@ -32,14 +32,25 @@ def public_reason(exc: BaseException) -> str:
     return re.sub(r"(?:[A-Za-z]:)?(?:[\\/][^\\/\s:'\"]+)+[\\/]([^\\/\s:'\"]+)", r"\1", text)
 
 
+def settle_heap() -> None:
+    """Move every object alive now (modules, the app, a model's vocabulary) out of the cyclic
+    collector's reach. A full collection walks all tracked objects with the GIL held: in a
+    loaded server one took 46 ms, every stream's tokens waiting behind it; after this it walks
+    only what requests made since. Called once a model is loaded, not per request."""
+    gc.collect()
+    gc.freeze()
+
+
 def release_memory() -> None:
     """Hand freed heap pages back to the OS, so an unload shows in the process's RSS (glibc
     keeps small freed blocks otherwise)."""
+    gc.unfreeze()  # the unloaded model's cycles are among the frozen objects
     gc.collect()
     try:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+    gc.freeze()
 
 
 class Lifecycle:

@@ -23,7 +23,7 @@ from hugind.config import Config, ModelConfig
 from hugind.engine.embedding import EmbeddingWorker
 from hugind.engine.handle import ModelHandle
 from hugind.engine.jobs import Job
-from hugind.engine.lifecycle import Lifecycle, public_reason
+from hugind.engine.lifecycle import Lifecycle, public_reason, settle_heap
 from hugind.engine.prompt import (
     compile_template,
     inline_tool_turns,
@@ -260,6 +260,7 @@ class LocalEngine:
                     h.size_bytes = h.path.stat().st_size
                 log.info("model %s ready in %.1f s (%s)", h.cfg.id, h.load_seconds,
                          h.path.name if h.path else "")
+                settle_heap()
         return set_state
 
     def _fetch(self, h: ModelHandle) -> Path:

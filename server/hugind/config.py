@@ -173,6 +173,9 @@ class ModelConfig(Base):
     parallel: Annotated[int, Meta(ge=1, le=256)] = 4
     max_queue: NonNegInt = 64
     queue_timeout_s: Annotated[float, Meta(ge=0)] = 600.0  # 0: wait as long as it takes
+    # An idle model takes the requests that arrive within this long of each other before it
+    # reads any prompt, so a burst's streams start on one step (engine/worker.py). 0: off.
+    burst_wait_ms: Annotated[float, Meta(ge=0, le=100)] = 3.0
     swa_full: bool = True
     batch_invariant: bool = False
     seed: int | None = None

@@ -23,13 +23,14 @@ from tests.fake_llama import FakeContext, FakeSampler
 
 class Harness:
     def __init__(self, ctx: FakeContext, *, store: Callable[[Any], Any] | None = None,
-                 max_queue: int = 16, queue_timeout_s: float = 0.0) -> None:
+                 max_queue: int = 16, queue_timeout_s: float = 0.0,
+                 burst_wait_s: float = 0.0) -> None:
         self.ctx = ctx
         self.states: list[str] = []
         self.worker = ModelWorker(
             "m", lambda: ctx, max_queue=max_queue, store_factory=store or (lambda _c: None),
             on_state=lambda s, _e: self.states.append(s), queue_timeout_s=queue_timeout_s,
-            backoff_s=(0.05,))
+            burst_wait_s=burst_wait_s, backoff_s=(0.05,))
         self.worker.start()
         assert self.worker.ready.wait(5)
 

@@ -229,7 +229,7 @@ class LocalEngine:
             h.worker = ModelWorker(
                 h.cfg.id, self._gen_factory(h), max_queue=h.cfg.max_queue,
                 store_factory=self._store_factory(h), on_state=on_state,
-                queue_timeout_s=h.cfg.queue_timeout_s)
+                queue_timeout_s=h.cfg.queue_timeout_s, burst_wait_s=h.cfg.burst_wait_ms / 1000)
             h.worker.start()
 
     def _halt(self, h: ModelHandle) -> None:

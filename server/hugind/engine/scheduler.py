@@ -70,6 +70,11 @@ class Scheduler:
         return any(j.state in (JobState.PREFILL, JobState.DECODE) for j in self.active)
 
     @property
+    def admissible(self) -> bool:
+        """Whether a waiting job can start now (a job holds its slot until it ends)."""
+        return bool(self.waiting) and len(self.active) < self.ctx.n_seq
+
+    @property
     def busy(self) -> bool:
         return bool(self.active or self.waiting)
 

@@ -49,11 +49,12 @@ class ModelWorker:
     def __init__(self, name: str, factory: Callable[[], Context], *, max_queue: int,
                  store_factory: Callable[[Context], SnapshotStore | None],
                  on_state: Callable[[str, str | None], None],
-                 queue_timeout_s: float = 0.0,
+                 queue_timeout_s: float = 0.0, burst_wait_s: float = 0.0,
                  backoff_s: tuple[float, ...] = RESTART_BACKOFF_S) -> None:
         self.name = name
         self.max_queue = max_queue
         self.queue_timeout_s = queue_timeout_s
+        self.burst_wait_s = burst_wait_s
         self.counters = Counters()
         self.ctx: Context | None = None
         self.epoch = 0  # bumped on every restart; a job of an older epoch is failed
@@ -202,7 +203,14 @@ class ModelWorker:
         return self._sched
 
     def _serve(self, sched: Scheduler) -> None:
-        while self._drain(sched, block=not sched.runnable):
+        # Block on the inbox only with nothing to do: jobs waiting for the slots of the
+        # streams that just ended start at once, not when the next item happens to arrive.
+        while True:
+            idle = not sched.busy
+            if not self._drain(sched, block=not (sched.runnable or sched.admissible)):
+                return
+            if idle and sched.waiting and not self._gather(sched):
+                return
             sched.admit()
             sched.collect_drawn()
             if sched.runnable:
@@ -211,31 +219,61 @@ class ModelWorker:
             self._resident = sched.slots.resident()
 
     def _drain(self, sched: Scheduler, *, block: bool) -> bool:
+        """Take everything in the inbox (waiting for the first item if ``block``); False once
+        told to stop."""
         try:
             item = self._inbox.get(timeout=1.0) if block else self._inbox.get_nowait()
         except queue.Empty:
             return True
-        while True:
-            if item is _STOP:
-                return False
-            if isinstance(item, Job):
-                if item.cancelled:
-                    item.state = JobState.DONE
-                    if item.sampler is not None:
-                        item.sampler.close()
-                else:
-                    sched.waiting.append(item)
-            elif isinstance(item, tuple):
-                fn, fut = item
-                if fut.set_running_or_notify_cancel():
-                    try:
-                        fut.set_result(fn())
-                    except Exception as exc:  # noqa: BLE001 - handed back to the caller
-                        fut.set_exception(exc)
+        while self._take(sched, item):
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 return True
+        return False
+
+    def _gather(self, sched: Scheduler) -> bool:
+        """A request reached an idle model: take the ones arriving right behind it (until
+        none came for ``burst_wait_s``, at most four times that, or until every slot has one)
+        before any prompt is read. A burst's requests reach the worker a few milliseconds
+        apart, each parsed in turn on the event loop; started alone, the first stream would
+        be held up on its next step by the others' prompts, read together after it (on two
+        CPU cores: ~100 ms for its prompt, then ~230 ms before its second token for three
+        more), and it would stay a token ahead to the end, so the requests queued behind the
+        burst would join one step apart too. False once told to stop."""
+        wait = self.burst_wait_s
+        deadline = time.monotonic() + 4 * wait
+        while len(sched.waiting) < sched.ctx.n_seq:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            try:
+                item = self._inbox.get(timeout=min(wait, left))
+            except queue.Empty:
+                return True
+            if not self._take(sched, item):
+                return False
+        return True
+
+    def _take(self, sched: Scheduler, item: Any) -> bool:
+        """Handle one inbox item; False if it is the stop."""
+        if item is _STOP:
+            return False
+        if isinstance(item, Job):
+            if item.cancelled:
+                item.state = JobState.DONE
+                if item.sampler is not None:
+                    item.sampler.close()
+            else:
+                sched.waiting.append(item)
+        elif isinstance(item, tuple):
+            fn, fut = item
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except Exception as exc:  # noqa: BLE001 - handed back to the caller
+                    fut.set_exception(exc)
+        return True
 
     def _crashed(self, sched: Scheduler) -> None:
         """Fail everything in flight, then free the context (its KV may be inconsistent, so

@@ -138,15 +138,19 @@ def test_request_timeout_ends_generation_with_length(gemma_path: Path, tmp_path:
         t = threading.Thread(target=first)
         t.start()
         time.sleep(0.3)
-        queued = _complete(proc.url, **long)  # the one sequence is busy past its deadline
+        # The one sequence is busy: this one starts when the first is cut off at its
+        # deadline, and is cut off at its own.
+        queued = _complete(proc.url, **long)
         t.join()
-        assert queued.status_code == 504, queued.text
-        assert queued.json()["error"]["code"] == "request_timeout"
-        done = results["first"]
-        assert done.status_code == 200, done.text
-        choice = done.json()["choices"][0]
-        assert choice["finish_reason"] == "length"
-        assert 0 < done.json()["usage"]["completion_tokens"] < 900
+        for r in (results["first"], queued):
+            assert r.status_code == 200, r.text
+            assert r.json()["choices"][0]["finish_reason"] == "length"
+            assert 0 < r.json()["usage"]["completion_tokens"] < 900
+        # Two generations on one sequence: the second waits in the queue past the request's
+        # deadline, while the first is cut off there.
+        both = _complete(proc.url, n=2, **long)
+        assert both.status_code == 504, both.text
+        assert both.json()["error"]["code"] == "request_timeout"
         # Streamed: the stream ends in time with finish_reason length.
         started = time.monotonic()
         finish = None

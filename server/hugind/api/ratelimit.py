@@ -22,6 +22,7 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import FixedWindowRateLimiter
 
+from hugind.aio import within
 from hugind.config import RateLimitConfig
 from hugind.errors import RateLimitError, RequestRateLimitError, TokenRateLimitError
 from hugind.metrics import RATE_LIMITED
@@ -173,8 +174,8 @@ class RateLimiter:
         waiters = self._waiters.setdefault(tenant, [])
         waiters.append(future)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(future, timeout_s)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await within(future, timeout_s)
         finally:
             if future in waiters:
                 waiters.remove(future)

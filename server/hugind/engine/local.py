@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from hugind.aio import within
 from hugind.config import Config, ModelConfig
 from hugind.engine.embedding import EmbeddingWorker
 from hugind.engine.handle import ModelHandle
@@ -133,7 +134,10 @@ async def _off_loop(pool: concurrent.futures.Executor, fn: Callable[[], Any], pa
     compile then finishes on its thread, so the pool's size bounds what such requests cost)."""
     fut = asyncio.get_running_loop().run_in_executor(pool, fn)
     try:
-        return await asyncio.wait_for(asyncio.shield(fut), GRAMMAR_TIMEOUT_S)
+        return await within(asyncio.shield(fut), GRAMMAR_TIMEOUT_S)
+    except asyncio.CancelledError:
+        fut.add_done_callback(_close_late)
+        raise
     except asyncio.TimeoutError:
         fut.add_done_callback(_close_late)
         raise InvalidRequestError(
@@ -552,7 +556,7 @@ class LocalEngine:
         try:
             while True:
                 try:
-                    event = await asyncio.wait_for(job.events.get(), HEARTBEAT_S)
+                    event = await within(job.events.get(), HEARTBEAT_S)
                 except asyncio.TimeoutError:
                     if worker.alive and worker.epoch == job.epoch:
                         continue  # still queued or running

@@ -125,12 +125,12 @@ class StepClock:
 
 
 async def _streams(engine: LocalEngine, model: str, n: int, max_tokens: int,
-                   temperature: float) -> float:
+                   temperature: float, top_logprobs: int | None = None) -> float:
     prompts = [await engine.tokenize(model, f"Story {i}: once upon a time, far away,")
                for i in range(n)]
     reqs = [GenerationRequest(model=model, prompt_tokens=p, max_tokens=max_tokens,
                               sampling=SamplingParams(temperature=temperature, seed=i),
-                              ignore_eos=True, use_cache=False)
+                              ignore_eos=True, use_cache=False, top_logprobs=top_logprobs)
             for i, p in enumerate(prompts)]
     t0 = time.perf_counter()
     streams = await engine.submit_many(reqs)
@@ -144,7 +144,8 @@ async def _streams(engine: LocalEngine, model: str, n: int, max_tokens: int,
 
 
 def profile(config: dict[str, Any], model: str, levels: list[int], *, max_tokens: int,
-            temperature: float, base_dir: Path) -> dict[str, Any]:
+            temperature: float, base_dir: Path,
+            top_logprobs: int | None = None) -> dict[str, Any]:
     """The step breakdown at each level (one warm-up stream first)."""
     engine = LocalEngine(parse_config(config), base_dir=base_dir)
     engine.start()
@@ -157,7 +158,8 @@ def profile(config: dict[str, Any], model: str, levels: list[int], *, max_tokens
         clock.install()
         for n in levels:
             clock.steps.clear()
-            rate = asyncio.run(_streams(engine, model, n, max_tokens, temperature))
+            rate = asyncio.run(_streams(engine, model, n, max_tokens, temperature,
+                                        top_logprobs))
             out[str(n)] = {"tokens_per_s": rate, **clock.summary(n)}
             s = out[str(n)]
             print(f"streams {n}: {rate:.1f} tok/s, {s['steps']} steps: step "
@@ -178,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-logprobs", type=int, default=None,
+                        help="every stream asks for its tokens' logprobs and this many "
+                        "alternatives (the logprobs are worked out on the worker, in the step)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     path = Path(args.config)
@@ -188,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"command": "python -m bench.step_profile " + " ".join(
         sys.argv[1:] if argv is None else argv),
         "levels": profile(data, args.model, args.levels, max_tokens=args.max_tokens,
-                          temperature=args.temperature, base_dir=Path.cwd())}
+                          temperature=args.temperature, base_dir=Path.cwd(),
+                          top_logprobs=args.top_logprobs)}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1))

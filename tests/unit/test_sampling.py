@@ -75,18 +75,3 @@ def test_seed32_keeps_high_bits() -> None:
     assert seed32(-1) != seed32(2**63 - 1)
 
 
-def test_each_thread_draws_in_its_own_scratch_buffer() -> None:
-    """Samplers share one buffer per thread, so draws on the worker and on a pool thread
-    at once never write into each other's."""
-    import threading
-
-    from hugind.llama.sampler import _scratch
-
-    mine = _scratch(4096)
-    assert _scratch(100).ctypes.data == mine.ctypes.data  # reused, not reallocated
-    theirs: list[int] = []
-    t = threading.Thread(target=lambda: theirs.append(_scratch(4096).ctypes.data))
-    t.start()
-    t.join()
-    assert theirs and theirs[0] != mine.ctypes.data
-    assert len(_scratch(10_000)) == 10_000  # grown on demand

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,12 +27,13 @@ import numpy as np
 from hugind.engine.chunking import QUANTUM, chunk_size, plan_packed
 from hugind.engine.counters import Counters
 from hugind.engine.jobs import Job, JobState
+from hugind.engine.logprobs import token_logprob
 from hugind.engine.outbox import Outbox
 from hugind.engine.ports import Context
 from hugind.engine.rendering import Draft
 from hugind.engine.slots import SlotTable
 from hugind.engine.stops import TextStream
-from hugind.engine.types import FinishReason, TokenEvent, TokenLogprob, TopLogprob, Usage
+from hugind.engine.types import FinishReason, TokenEvent, TokenLogprob, Usage
 from hugind.errors import InternalError, OpenAIError, OverloadedError, RequestTimeoutError
 
 log = logging.getLogger(__name__)
@@ -423,21 +423,7 @@ class Scheduler:
                      else Draft(ctx.vocab.piece(token), [token], lps))
 
     def _logprob(self, logits: np.ndarray, token: int, top_n: int) -> TokenLogprob:
-        vocab = self.ctx.vocab
-        logits = logits.astype(np.float64)
-        mx = float(logits.max())
-        lse = mx + math.log(float(np.exp(logits - mx).sum()))
-        top: list[TopLogprob] = []
-        if top_n > 0:
-            idx = np.argpartition(-logits, top_n)[:top_n]
-            idx = idx[np.argsort(-logits[idx])]
-            for t in idx:
-                piece = vocab.piece(int(t))
-                top.append(TopLogprob(piece.decode("utf-8", "replace"),
-                                      float(logits[t] - lse), list(piece)))
-        piece = vocab.piece(token)
-        return TokenLogprob(piece.decode("utf-8", "replace"), float(logits[token] - lse),
-                            list(piece), top)
+        return token_logprob(logits, token, top_n, self.ctx.vocab.piece)
 
     # -- ending jobs -----------------------------------------------------------------------------
 

@@ -73,5 +73,3 @@ def test_seed32_is_never_llama_random_seed(seed: int) -> None:
 def test_seed32_keeps_high_bits() -> None:
     assert seed32(1) != seed32(1 + 2**32)
     assert seed32(-1) != seed32(2**63 - 1)
-
-

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from hugind import scratch
+from hugind import logit_rows
 from hugind.engine.logprobs import log_softmax_at, token_logprob, top_tokens
 
 
@@ -68,14 +68,14 @@ def test_token_logprob_carries_text_and_alternatives() -> None:
     assert token_logprob(logits, 42, 0, lambda t: b"x").top == []
 
 
-def test_each_thread_has_its_own_scratch_buffer() -> None:
+def test_each_thread_has_its_own_work_buffer() -> None:
     """Softmax draws and logprobs share one buffer per thread, so work on the worker and on a
     pool thread at once never write into each other's."""
-    mine = scratch.floats(4096)
-    assert scratch.floats(100).ctypes.data == mine.ctypes.data  # reused, not reallocated
+    mine = logit_rows.work(4096)
+    assert logit_rows.work(100).ctypes.data == mine.ctypes.data  # reused, not reallocated
     theirs: list[int] = []
-    t = threading.Thread(target=lambda: theirs.append(scratch.floats(4096).ctypes.data))
+    t = threading.Thread(target=lambda: theirs.append(logit_rows.work(4096).ctypes.data))
     t.start()
     t.join()
     assert theirs and theirs[0] != mine.ctypes.data
-    assert len(scratch.floats(10_000)) == 10_000  # grown on demand
+    assert len(logit_rows.work(10_000)) == 10_000  # grown on demand

@@ -2,10 +2,10 @@
 
 A row is Gemma 3's 262,144 logits. Copied to float64 and ``argpartition``-ed whole, one
 token's logprob and top 5 took ~1 ms on the worker: every stream that asked for logprobs added
-that to every stream's step, and prompt logprobs added it per prompt token. Here the exp and
-its sum run in float32 in this thread's work buffer (1,024-logit blocks summed pairwise, the
-blocks in float64: within ~1e-7 of the float64 sum), and the top tokens are sorted from the
-few logits at or above the k-th largest block maximum: ~0.3 ms.
+that to every stream's step, and prompt logprobs added it per prompt token. Here the exp runs
+in float32 in this thread's work buffer and is summed by blocks (``hugind.logit_rows``), and
+the top tokens are sorted from the few logits at or above the k-th largest block maximum:
+~0.3 ms.
 """
 
 from __future__ import annotations
@@ -15,32 +15,19 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hugind import scratch
+from hugind import logit_rows
 from hugind.engine.types import TokenLogprob, TopLogprob
 
 __all__ = ["log_softmax_at", "token_logprob", "top_tokens"]
-
-_BLOCK = 1024
-
-
-def _block_max(logits: np.ndarray) -> np.ndarray:
-    n = len(logits)
-    full = n - n % _BLOCK
-    maxes = logits[:full].reshape(-1, _BLOCK).max(axis=1)
-    return np.append(maxes, logits[full:].max()) if full < n else maxes
 
 
 def log_softmax_at(logits: np.ndarray, ids: np.ndarray | list[int],
                    maxes: np.ndarray | None = None) -> list[float]:
     """log softmax(logits) at ``ids`` (``maxes``: the row's block maxima, if known)."""
-    n = len(logits)
-    mx = float((maxes if maxes is not None else _block_max(logits)).max())
-    x = np.subtract(logits, np.float32(mx), out=scratch.floats(n))
+    mx = float((maxes if maxes is not None else logit_rows.block_maxes(logits)).max())
+    x = np.subtract(logits, np.float32(mx), out=logit_rows.work(len(logits)))
     np.exp(x, out=x)
-    full = n - n % _BLOCK
-    total = float(x[:full].reshape(-1, _BLOCK).sum(axis=1).sum(dtype=np.float64))
-    if full < n:
-        total += float(x[full:].sum(dtype=np.float64))
+    total = float(logit_rows.block_sums(x).sum(dtype=np.float64))
     lse = mx + math.log(total) if total > 0 else math.inf  # 0: a row of NaN or -inf
     return [float(logits[i]) - lse for i in ids]
 
@@ -52,7 +39,7 @@ def top_tokens(logits: np.ndarray, k: int, maxes: np.ndarray | None = None) -> n
     k = min(k, len(logits))
     if k <= 0:
         return np.empty(0, dtype=np.intp)
-    maxes = maxes if maxes is not None else _block_max(logits)
+    maxes = maxes if maxes is not None else logit_rows.block_maxes(logits)
     b = len(maxes)
     ids = np.flatnonzero(logits >= np.partition(maxes, b - k)[b - k]) if k < b else None
     if ids is None or len(ids) < k:  # a short row, or NaN in it
@@ -65,7 +52,7 @@ def token_logprob(logits: np.ndarray, token: int, top_n: int,
                   piece: Callable[[int], bytes]) -> TokenLogprob:
     """``token``'s logprob in ``logits`` and the ``top_n`` likeliest alternatives, with their
     text and bytes from ``piece``."""
-    maxes = _block_max(logits)
+    maxes = logit_rows.block_maxes(logits)
     top = top_tokens(logits, top_n, maxes)
     lps = log_softmax_at(logits, [token, *top.tolist()], maxes)
     alts: list[TopLogprob] = []

@@ -17,7 +17,7 @@ import llguidance
 import llguidance.numpy
 import numpy as np
 
-from hugind import scratch
+from hugind import logit_rows
 from hugind.llama.context import GenerationContext, Vocab
 from hugind.llama.grammar import GrammarError, matcher_for
 
@@ -29,9 +29,6 @@ _TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 assert _TOKEN_DATA.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
 
 
-_BLOCK = 1024  # logits per block of the two-level cumulative sum in softmax_sample
-
-
 def softmax_sample(logits: np.ndarray, temperature: float, u: float, work: np.ndarray) -> int:
     """The index drawn from softmax(logits / temperature) by a uniform ``u`` in [0, 1): the
     first one whose cumulative probability exceeds ``u``, as llama.cpp's temp + dist samplers
@@ -40,22 +37,17 @@ def softmax_sample(logits: np.ndarray, temperature: float, u: float, work: np.nd
     block) take ~0.25 ms for Gemma 3's 262k logits, where llama.cpp's scalar loops take ~2.3
     ms. A zero-probability index is never drawn. ``work`` is a float32 buffer of the same
     size."""
-    n = len(logits)
     if temperature == 1.0:  # x / 1 is x: skip a pass over the row
         x = np.subtract(logits, logits.max(), out=work)
     else:
         x = np.divide(logits, np.float32(temperature), out=work)
         x -= x.max()
     np.exp(x, out=x)
-    full = n - n % _BLOCK
-    sums = x[:full].reshape(-1, _BLOCK).sum(axis=1)
-    if full < n:
-        sums = np.append(sums, x[full:].sum())
-    cum = np.cumsum(sums, dtype=np.float64)
+    cum = np.cumsum(logit_rows.block_sums(x), dtype=np.float64)
     target = u * cum[-1]
     b = min(int(np.searchsorted(cum, target, side="right")), len(cum) - 1)
-    start = b * _BLOCK
-    block = x[start:start + _BLOCK]
+    start = b * logit_rows.BLOCK
+    block = x[start:start + logit_rows.BLOCK]
     inner = np.cumsum(block, dtype=np.float64)
     i = int(np.searchsorted(inner, target - (cum[b - 1] if b else 0.0), side="right"))
     if i >= len(block):  # rounding between the two sums: the block's last nonzero index
@@ -196,7 +188,7 @@ class Sampler:
         if self._rng is not None:
             row = ctx.logits(idx)
             return softmax_sample(row, self._temperature, self._rng.random(),
-                                  scratch.floats(len(row)))
+                                  logit_rows.work(len(row)))
         return int(llama_cpp.llama_sampler_sample(self._chain, ctx.raw_ctx, idx))
 
     def sample_row(self, logits: np.ndarray) -> int:
@@ -225,7 +217,7 @@ class Sampler:
             i = int(np.argmax(logits))
         elif self._rng is not None:
             i = softmax_sample(logits, self._temperature, self._rng.random(),
-                               scratch.floats(len(logits)))
+                               logit_rows.work(len(logits)))
         else:
             token = self._pick(logits, ids)
             llama_cpp.llama_sampler_accept(self._chain, token)
